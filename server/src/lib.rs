@@ -1,0 +1,194 @@
+//! The mcp-chat relay: anonymous chat matching and routing over MCP Streamable HTTP.
+//!
+//! # Layout
+//! - [`serve`] runs a relay on a bound listener until a shutdown future completes.
+//! - [`config`]: validated settings ([`RelayConfig`]).
+//! - [`store`]: the chat state behind the [`ChatStore`](store::ChatStore) interface, with the
+//!   in-memory implementation.
+//! - `handler`: the per-session MCP server (tools, logging level); `push`: the per-session
+//!   pusher of events; `sessions`: session liveness and the grace period; `http`: routes and the
+//!   request guard; `metrics`, `rate_limit`.
+
+pub mod config;
+mod handler;
+mod http;
+mod metrics;
+mod push;
+mod rate_limit;
+mod sessions;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcp_chat::events::DisconnectReason;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ConfigError, RelayConfig};
+
+use crate::handler::ChatHandler;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::sessions::{SessionRegistry, TrackedSessionManager};
+use crate::store::{ChatStore, MemoryStore};
+
+/// Host names a relay always accepts in the `Host` header.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// After shutdown starts: how long pushers get to deliver the final `partner.disconnected`
+/// events before sessions are closed.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// After shutdown starts: the longest the relay waits for connections to finish.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why the relay could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The settings cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The HTTP server failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every session of this node shares.
+pub(crate) struct Node {
+    config: RelayConfig,
+    store: Arc<dyn ChatStore>,
+    sessions: Arc<SessionRegistry>,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    /// Cancelled when shutdown starts: tools refuse new work, waits return.
+    shutdown: CancellationToken,
+    started: Instant,
+}
+
+/// Serves the relay on `listener` until `shutdown` completes, then tells everyone in a room
+/// (`partner.disconnected{reason: relay_shutdown}`), closes every session and returns within a
+/// few seconds.
+pub async fn serve(
+    listener: TcpListener,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    config.validate()?;
+    let store: Arc<dyn ChatStore> =
+        Arc::new(MemoryStore::new(config.inbox_capacity, config.room_capacity));
+    let node = Arc::new(Node {
+        sessions: Arc::new(SessionRegistry::new(config.grace_period, config.idle_timeout)),
+        limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
+        metrics: Metrics::default(),
+        shutdown: CancellationToken::new(),
+        started: Instant::now(),
+        store,
+        config,
+    });
+
+    let mut local = LocalSessionManager::default();
+    // Our own sweep decides liveness (see `sessions`); rmcp's idle reaper stays only as a
+    // backstop, later than anything the sweep would do.
+    local.session_config.keep_alive =
+        Some(node.config.idle_timeout + node.config.grace_period + Duration::from_secs(60));
+    // Room for a burst of events while a client re-attaches its GET stream (this is also the
+    // replay cache for `Last-Event-ID`).
+    local.session_config.channel_capacity = 64;
+    let manager = Arc::new(TrackedSessionManager::new(
+        local,
+        node.sessions.clone(),
+        node.store.clone(),
+        {
+            let node = node.clone();
+            move |who| node.limiter.forget(who)
+        },
+    ));
+
+    let sessions_token = CancellationToken::new();
+    let mut http_config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(sessions_token.child_token())
+        .with_max_request_body_bytes(node.config.max_body_bytes)
+        .with_allowed_origins(node.config.allowed_origins.clone())
+        .enforce_origin_validation();
+    http_config = if node.config.any_host {
+        http_config.disable_allowed_hosts()
+    } else {
+        let hosts = LOOPBACK_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .chain(node.config.allowed_hosts.iter().cloned());
+        http_config.with_allowed_hosts(hosts)
+    };
+    let service = StreamableHttpService::new(
+        {
+            let node = node.clone();
+            move || Ok(ChatHandler::new(node.clone()))
+        },
+        manager.clone(),
+        http_config,
+    );
+    let app = http::router(node.clone(), service);
+
+    let sweeper = tokio::spawn(sweep(node.clone(), manager));
+
+    let draining = CancellationToken::new();
+    let graceful = {
+        let node = node.clone();
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: telling everyone in a room");
+            draining.cancel();
+            node.shutdown.cancel();
+            if let Err(error) = node.store.close_all_rooms(DisconnectReason::RelayShutdown).await {
+                tracing::warn!(%error, "could not close rooms at shutdown");
+            }
+            tokio::time::sleep(SHUTDOWN_FLUSH).await;
+            sessions_token.cancel();
+        }
+    };
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(graceful)
+        .into_future();
+    let result = tokio::select! {
+        result = server => result.map_err(RelayError::from),
+        _ = async {
+            draining.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+        } => {
+            tracing::warn!("connections still open after {SHUTDOWN_DEADLINE:?}; closing anyway");
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    result
+}
+
+/// Every sweep interval: ends participants whose grace period ran out (their partners hear
+/// `timeout`) and closes sessions that stayed lost.
+async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
+    use rmcp::transport::streamable_http_server::session::SessionManager;
+    let mut tick = tokio::time::interval(node.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let found = node.sessions.sweep(Instant::now());
+        for who in found.expired {
+            tracing::debug!(participant = ?who, "grace period over");
+            node.metrics
+                .participants_timed_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(error) = node.store.end(&who, DisconnectReason::Timeout).await {
+                tracing::warn!(%error, "could not end a timed-out participant");
+            }
+            node.limiter.forget(&who);
+        }
+        for id in found.close {
+            if let Err(error) = manager.close_session(&id).await {
+                tracing::debug!(%error, "closing a lost session");
+            }
+        }
+    }
+}

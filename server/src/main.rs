@@ -1,1 +1,149 @@
-fn main(){}
+//! `mcp-chat-relay`: run an mcp-chat relay.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use mcp_chat::limits;
+use mcp_chat_relay::RelayConfig;
+use tracing_subscriber::EnvFilter;
+
+/// Anonymous chat between AI desktop clients, over MCP Streamable HTTP.
+///
+/// Every flag can also be set through the environment variable shown. State lives in memory
+/// only: nothing is written to disk.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-chat-relay", version, about)]
+struct Args {
+    /// Address to listen on. The default only accepts connections from this machine; use
+    /// 0.0.0.0:8080 (and --allowed-host) to serve others.
+    #[arg(long, env = "MCP_CHAT_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+
+    /// Host name clients use to reach the relay, accepted in the Host header besides the
+    /// loopback names (DNS-rebinding protection). Repeat or separate with commas.
+    #[arg(long = "allowed-host", env = "MCP_CHAT_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+
+    /// Accept any Host header. Only behind a reverse proxy that checks Host itself.
+    #[arg(long, env = "MCP_CHAT_ANY_HOST")]
+    any_host: bool,
+
+    /// Browser origin allowed to call the relay, e.g. https://chat.example.com. Requests
+    /// without an Origin header (desktop clients) always pass; others need to be listed.
+    #[arg(long = "allowed-origin", env = "MCP_CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+
+    /// Require `Authorization: Bearer <token>` on every MCP request (at least 16 characters).
+    /// Prefer the environment variable: command lines are visible to other local users.
+    #[arg(long, env = "MCP_CHAT_ACCESS_TOKEN", hide_env_values = true)]
+    access_token: Option<String>,
+
+    /// Seconds a participant whose connection was lost keeps its seat before its partner is told.
+    #[arg(long, env = "MCP_CHAT_GRACE_SECS", default_value_t = limits::DEFAULT_GRACE_PERIOD.as_secs())]
+    grace_secs: u64,
+
+    /// Seconds without any request after which a session counts as lost.
+    #[arg(long, env = "MCP_CHAT_IDLE_TIMEOUT_SECS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout_secs: u64,
+
+    /// Members a private room (join_room) may hold, 2 to 64.
+    #[arg(long, env = "MCP_CHAT_ROOM_CAPACITY", default_value_t = limits::DEFAULT_ROOM_CAPACITY)]
+    room_capacity: usize,
+
+    /// Largest message, in bytes of UTF-8.
+    #[arg(long, env = "MCP_CHAT_MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+
+    /// Largest HTTP request body, in bytes.
+    #[arg(long, env = "MCP_CHAT_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+
+    /// Most concurrent MCP sessions.
+    #[arg(long, env = "MCP_CHAT_MAX_SESSIONS", default_value_t = limits::DEFAULT_MAX_SESSIONS)]
+    max_sessions: usize,
+
+    /// Events a participant's inbox holds before the oldest unread ones are dropped.
+    #[arg(long, env = "MCP_CHAT_INBOX_CAPACITY", default_value_t = limits::DEFAULT_INBOX_CAPACITY)]
+    inbox_capacity: usize,
+
+    /// Sustained chat tool calls per second allowed to each participant.
+    #[arg(long, env = "MCP_CHAT_RATE_PER_SEC", default_value_t = limits::DEFAULT_RATE_PER_SEC)]
+    rate_per_sec: f64,
+
+    /// Chat tool calls a participant may make in a burst.
+    #[arg(long, env = "MCP_CHAT_RATE_BURST", default_value_t = limits::DEFAULT_RATE_BURST)]
+    rate_burst: u32,
+}
+
+impl Args {
+    fn into_config(self) -> RelayConfig {
+        RelayConfig {
+            allowed_hosts: self.allowed_hosts,
+            any_host: self.any_host,
+            allowed_origins: self.allowed_origins,
+            access_token: self.access_token.filter(|t| !t.is_empty()),
+            grace_period: Duration::from_secs(self.grace_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            room_capacity: self.room_capacity,
+            max_message_bytes: self.max_message_bytes,
+            max_body_bytes: self.max_body_bytes,
+            max_sessions: self.max_sessions,
+            inbox_capacity: self.inbox_capacity,
+            rate_per_sec: self.rate_per_sec,
+            rate_burst: self.rate_burst,
+            ..RelayConfig::default()
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let bind = args.bind;
+    let config = args.into_config();
+    config.validate().context("invalid settings")?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("mcp-chat relay listening on http://{local}/mcp");
+    if !local.ip().is_loopback() && config.allowed_hosts.is_empty() && !config.any_host {
+        tracing::warn!(
+            "listening on {local} but only loopback Host names are allowed; add \
+             --allowed-host <your host name> so that other machines can connect"
+        );
+    }
+    mcp_chat_relay::serve(listener, config, shutdown_signal()).await?;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,137 @@
+//! Validated relay settings.
+//!
+//! The binary turns flags and environment variables into a [`RelayConfig`]; tests build one in
+//! code. Every limit has a default taken from the shared contract ([`mcp_chat::limits`]).
+
+use std::time::Duration;
+
+use mcp_chat::limits;
+
+/// Everything the relay needs to know to serve, already checked.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `Host` header values accepted in addition to the loopback names (DNS-rebinding guard).
+    /// A relay reached by a public name must list it here (with and without the port when a
+    /// non-default port is used).
+    pub allowed_hosts: Vec<String>,
+    /// Accept any `Host` header (only behind a reverse proxy that checks it).
+    pub any_host: bool,
+    /// `Origin` header values accepted from browsers, e.g. `https://chat.example.com`. Requests
+    /// without an `Origin` (all desktop clients) always pass; any other origin gets 403.
+    pub allowed_origins: Vec<String>,
+    /// When set, every request to `/mcp` must carry `Authorization: Bearer <token>` (401 otherwise).
+    pub access_token: Option<String>,
+    /// How long a participant whose connection was lost keeps its seat before its partners are
+    /// told (`partner.disconnected{reason: timeout}`).
+    pub grace_period: Duration,
+    /// A session with no request for this long (and none in flight) counts as lost.
+    pub idle_timeout: Duration,
+    /// Members a private room may hold.
+    pub room_capacity: usize,
+    /// Largest message text in bytes of UTF-8.
+    pub max_message_bytes: usize,
+    /// Largest HTTP request body in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Most concurrent MCP sessions (503 for new ones above it).
+    pub max_sessions: usize,
+    /// Events an inbox holds before the oldest unread ones are dropped.
+    pub inbox_capacity: usize,
+    /// Sustained chat tool calls per second and participant.
+    pub rate_per_sec: f64,
+    /// Chat tool calls a participant may make in a burst.
+    pub rate_burst: u32,
+    /// How often liveness is checked.
+    pub sweep_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            any_host: false,
+            allowed_origins: Vec::new(),
+            access_token: None,
+            grace_period: limits::DEFAULT_GRACE_PERIOD,
+            idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
+            room_capacity: limits::DEFAULT_ROOM_CAPACITY,
+            max_message_bytes: limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
+            max_sessions: limits::DEFAULT_MAX_SESSIONS,
+            inbox_capacity: limits::DEFAULT_INBOX_CAPACITY,
+            rate_per_sec: limits::DEFAULT_RATE_PER_SEC,
+            rate_burst: limits::DEFAULT_RATE_BURST,
+            sweep_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// Room capacity outside 2..=MAX_ROOM_CAPACITY.
+    #[error("room capacity must be between 2 and {max}, got {0}", max = limits::MAX_ROOM_CAPACITY)]
+    RoomCapacity(usize),
+    /// A limit that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// The message limit does not fit in a request body.
+    #[error("max message bytes ({message}) must be smaller than max body bytes ({body})")]
+    MessageLargerThanBody {
+        /// Message limit.
+        message: usize,
+        /// Body limit.
+        body: usize,
+    },
+    /// An origin without a scheme.
+    #[error("allowed origin {0:?} must include a scheme, e.g. https://chat.example.com")]
+    Origin(String),
+    /// An access token that is too short to be a secret.
+    #[error("the access token must have at least 16 characters")]
+    WeakAccessToken,
+}
+
+impl RelayConfig {
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(2..=limits::MAX_ROOM_CAPACITY).contains(&self.room_capacity) {
+            return Err(ConfigError::RoomCapacity(self.room_capacity));
+        }
+        for (name, value) in [
+            ("max message bytes", self.max_message_bytes),
+            ("max body bytes", self.max_body_bytes),
+            ("max sessions", self.max_sessions),
+            ("inbox capacity", self.inbox_capacity),
+            ("rate burst", self.rate_burst as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.rate_per_sec <= 0.0 || !self.rate_per_sec.is_finite() {
+            return Err(ConfigError::Zero("rate per second"));
+        }
+        for (name, value) in [
+            ("grace period", self.grace_period),
+            ("idle timeout", self.idle_timeout),
+            ("sweep interval", self.sweep_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        // A message travels JSON-escaped inside a JSON-RPC envelope; leave room for both.
+        if self.max_message_bytes * 2 + 1024 > self.max_body_bytes {
+            return Err(ConfigError::MessageLargerThanBody {
+                message: self.max_message_bytes,
+                body: self.max_body_bytes,
+            });
+        }
+        if let Some(origin) = self.allowed_origins.iter().find(|o| !o.contains("://")) {
+            return Err(ConfigError::Origin(origin.clone()));
+        }
+        if self.access_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::WeakAccessToken);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! The MCP server one session talks to: tool calls, logging level, session start.
+//!
+//! rmcp creates one [`ChatHandler`] per session (the factory runs at `initialize`). Every call
+//! resolves its participant through the session registry, so the caller never passes an id: the
+//! session is who you are.
+
+#![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but is what Claude Desktop shows.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use mcp_chat::limits::{self, MAX_EVENTS_PER_WAIT};
+use mcp_chat::protocol::{IDENTITY_HEADER, supported_protocol_versions};
+use mcp_chat::tools::{self, ChatStatus, WaitForMessageOutput};
+use mcp_chat::{ErrorCode, ToolError, render};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, LoggingLevel, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::transport::streamable_http_server::session::SessionId;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::Node;
+use crate::metrics::Rejection;
+use crate::push;
+use crate::sessions::LogRank;
+use crate::store::ParticipantKey;
+
+/// The per-session MCP server of the relay.
+#[derive(Clone)]
+pub struct ChatHandler {
+    node: Arc<Node>,
+}
+
+impl ChatHandler {
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Finds (or, for a client that skipped `notifications/initialized`, makes) the session's
+    /// participant.
+    fn participant(&self, session: &SessionId, parts: Option<&http::request::Parts>) -> ParticipantKey {
+        if let Some(who) = self.node.sessions.participant_of(session) {
+            return who;
+        }
+        let who = participant_key(session, parts);
+        self.attach(session, &who, None);
+        who
+    }
+
+    /// Binds the session to `who` and starts pushing `who`'s events to it, when a peer is known.
+    fn attach(&self, session: &SessionId, who: &ParticipantKey, peer: Option<rmcp::Peer<RoleServer>>) {
+        let Some(stop) = self.node.sessions.attach(session, who) else {
+            return;
+        };
+        if let Some(peer) = peer {
+            tokio::spawn(push::run_pusher(
+                self.node.clone(),
+                session.clone(),
+                who.clone(),
+                peer,
+                stop,
+            ));
+        }
+    }
+
+    /// Runs a chat tool. `name` is one of [`tools::TOOL_NAMES`].
+    async fn dispatch(
+        &self,
+        name: &str,
+        args: serde_json::Value,
+        who: &ParticipantKey,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let store = &self.node.store;
+        match name {
+            tools::ENTER_QUEUE => {
+                let p: tools::EnterQueueParams = parse(args)?;
+                let name = limits::sanitize_display_name(p.display_name.as_deref());
+                let topic = limits::sanitize_topic(p.topic.as_deref());
+                Ok(status_result(&store.enter_queue(who, name, topic).await?))
+            }
+            tools::JOIN_ROOM => {
+                let p: tools::JoinRoomParams = parse(args)?;
+                let room = limits::validate_room_id(&p.room_id)
+                    .map_err(|e| ToolError::new(ErrorCode::InvalidArgument, format!("{e}.")))?;
+                let name = limits::sanitize_display_name(p.display_name.as_deref());
+                Ok(status_result(&store.join_room(who, name, room).await?))
+            }
+            tools::SEND_MESSAGE => {
+                let p: tools::SendMessageParams = parse(args)?;
+                self.check_text(&p.text)?;
+                let out = store.send_message(who, p.text).await?;
+                Ok(structured(&out, render::send_text(&out)))
+            }
+            tools::WAIT_FOR_MESSAGE => {
+                let p: tools::WaitForMessageParams = parse(args)?;
+                self.wait_for_message(who, tools::wait_duration(p.timeout_secs), ctx)
+                    .await
+            }
+            tools::GET_MESSAGES => {
+                let p: tools::GetMessagesParams = parse(args)?;
+                let limit = p
+                    .limit
+                    .unwrap_or(limits::DEFAULT_TRANSCRIPT_PAGE)
+                    .clamp(1, limits::MAX_TRANSCRIPT_PAGE);
+                let out = store.transcript(who, p.since_seq, limit as usize).await?;
+                Ok(structured(&out, render::transcript_text(&out)))
+            }
+            tools::LEAVE_CHAT => {
+                let p: tools::LeaveChatParams = parse(args)?;
+                let out = store.leave(who, p.block.unwrap_or(false)).await?;
+                Ok(structured(&out, render::leave_text(&out)))
+            }
+            tools::NEXT_CHAT => {
+                let _: tools::NoParams = parse(args)?;
+                Ok(status_result(&store.next_chat(who).await?))
+            }
+            _ => {
+                let _: tools::NoParams = parse(args)?;
+                Ok(status_result(&store.status(who).await?))
+            }
+        }
+    }
+
+    fn check_text(&self, text: &str) -> Result<(), ToolError> {
+        let max = self.node.config.max_message_bytes;
+        if text.trim().is_empty() {
+            return Err(ToolError::new(
+                ErrorCode::EmptyMessage,
+                "The message is empty. Write some text to send.",
+            ));
+        }
+        if text.len() > max {
+            self.node.metrics.reject(Rejection::MessageTooLong);
+            return Err(ToolError::new(
+                ErrorCode::MessageTooLong,
+                format!(
+                    "The message has {} bytes; this relay accepts at most {max}. Shorten it or \
+                     split it into several messages.",
+                    text.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns unread events at once, or waits for the next one until `timeout`, the host's
+    /// cancellation, or relay shutdown.
+    async fn wait_for_message(
+        &self,
+        who: &ParticipantKey,
+        timeout: std::time::Duration,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let store = &self.node.store;
+        // Subscribe before reading, so an event landing between the read and the wait still
+        // wakes us.
+        let mut changes = store.watch(who);
+        changes.borrow_and_update();
+        let deadline = Instant::now() + timeout;
+        let mut timed_out = false;
+        loop {
+            let batch = store.read_unread(who, MAX_EVENTS_PER_WAIT).await?;
+            if !batch.events.is_empty() || batch.missed > 0 || timed_out {
+                if ctx.ct.is_cancelled()
+                    && let Some(first) = batch.events.first()
+                {
+                    // The host gave up on this call: its answer would be lost, so the events go
+                    // back to unread for the next wait.
+                    store.unread_after(who, first.seq - 1).await?;
+                }
+                let status = store.status(who).await?;
+                let output = WaitForMessageOutput {
+                    timed_out: batch.events.is_empty() && timed_out,
+                    events: batch.events,
+                    missed_events: batch.missed,
+                    more: batch.more,
+                    status,
+                };
+                return Ok(structured(&output, render::wait_text(&output)));
+            }
+            tokio::select! {
+                _ = ctx.ct.cancelled() => timed_out = true,
+                _ = self.node.shutdown.cancelled() => timed_out = true,
+                changed = tokio::time::timeout_at(deadline, changes.changed()) => match changed {
+                    Ok(Ok(())) => {}
+                    // The participant ended (its watch closed) or the time is up: answer with
+                    // whatever is there.
+                    Ok(Err(_)) | Err(_) => timed_out = true,
+                },
+            }
+        }
+    }
+}
+
+impl ServerHandler for ChatHandler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("mcp-chat-relay", env!("CARGO_PKG_VERSION"))
+                .with_title("mcp-chat relay"),
+        )
+        .with_instructions(tools::INSTRUCTIONS)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(supported_protocol_versions())
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        let parts = ctx.extensions.get::<http::request::Parts>();
+        let Some(session) = parts.and_then(session_id_of) else {
+            return;
+        };
+        let who = participant_key(&session, parts);
+        self.attach(&session, &who, Some(ctx.peer.clone()));
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let session = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(session_id_of)
+            .ok_or_else(no_session)?;
+        self.node.sessions.set_log_rank(&session, log_rank(request.level));
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(tools::tool_definitions()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools::tool_definition(name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if !tools::TOOL_NAMES.contains(&request.name.as_ref()) {
+            return Err(McpError::invalid_params(
+                format!("unknown tool {:?}; call tools/list for the chat tools", request.name),
+                None,
+            ));
+        }
+        let parts = ctx.extensions.get::<http::request::Parts>();
+        let session = parts.and_then(session_id_of).ok_or_else(no_session)?;
+        let _busy = self.node.sessions.begin_call(&session);
+        let who = self.participant(&session, parts);
+        if self.node.shutdown.is_cancelled() {
+            let e = ToolError::new(
+                ErrorCode::ShuttingDown,
+                "The relay is shutting down. Try again in a moment.",
+            );
+            return Ok(error_result(&e).into());
+        }
+        if let Err(wait) = self.node.limiter.check(&who) {
+            self.node.metrics.reject(Rejection::RateLimited);
+            let ms = wait.as_millis().max(1) as u64;
+            let e = ToolError::new(
+                ErrorCode::RateLimited,
+                format!("Too many calls. Wait {ms} ms, then try again."),
+            )
+            .with_retry_after_ms(ms);
+            return Ok(error_result(&e).into());
+        }
+        let args = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let result = self
+            .dispatch(&request.name, args, &who, &ctx)
+            .await
+            .unwrap_or_else(|e| error_result(&e));
+        Ok(result.into())
+    }
+}
+
+/// The session id of a request, from its `Mcp-Session-Id` header.
+fn session_id_of(parts: &http::request::Parts) -> Option<SessionId> {
+    parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(SessionId::from)
+}
+
+/// The participant a session speaks for: its identity token's hash when the client sent one,
+/// else the session itself. (The HTTP layer already refused malformed tokens.)
+fn participant_key(session: &SessionId, parts: Option<&http::request::Parts>) -> ParticipantKey {
+    parts
+        .and_then(|p| p.headers.get(IDENTITY_HEADER))
+        .and_then(|v| v.to_str().ok())
+        .map(ParticipantKey::for_identity_token)
+        .unwrap_or_else(|| ParticipantKey::for_session(session))
+}
+
+fn no_session() -> McpError {
+    McpError::invalid_request("this relay needs an MCP session (Mcp-Session-Id)", None)
+}
+
+/// Decodes tool arguments. A mistake is a tool error (not a protocol error) so that the model
+/// reads it and can correct its call.
+fn parse<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ToolError> {
+    serde_json::from_value(args).map_err(|e| {
+        ToolError::new(ErrorCode::InvalidArgument, format!("Invalid arguments: {e}."))
+    })
+}
+
+fn structured<T: Serialize>(value: &T, text: String) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = serde_json::to_value(value).ok();
+    result
+}
+
+fn status_result(status: &ChatStatus) -> CallToolResult {
+    structured(status, render::status_text(status))
+}
+
+fn error_result(error: &ToolError) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(error.error.message.clone())]);
+    result.structured_content = serde_json::to_value(error).ok();
+    result
+}
+
+/// Rank of an MCP logging level, debug (0) to emergency (7).
+fn log_rank(level: LoggingLevel) -> LogRank {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}

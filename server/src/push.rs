@@ -1,0 +1,120 @@
+//! Pushing a participant's events to its MCP session.
+//!
+//! One pusher task per session follows the participant's inbox (through the store's watch
+//! channel) and sends every new event twice: as a custom notification named after the event
+//! (`message.received`, ...) for clients that handle them, and as an MCP logging notification
+//! (`notifications/message`, level info) for hosts that only show logs. The inbox is the bounded
+//! outbound queue: a slow client delays only its own pusher, never the sender's tool call, and an
+//! event it misses stays readable through `wait_for_message`.
+
+#![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but is what Claude Desktop shows.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mcp_chat::ChatEvent;
+use mcp_chat::protocol::EVENT_LOGGER;
+use mcp_chat::render;
+use rmcp::model::{
+    CustomNotification, LoggingLevel, LoggingMessageNotificationParam, ServerNotification,
+};
+use rmcp::transport::streamable_http_server::session::SessionId;
+use rmcp::{Peer, RoleServer};
+use tokio_util::sync::CancellationToken;
+
+use crate::Node;
+use crate::sessions::INFO_RANK;
+use crate::store::ParticipantKey;
+
+/// How long one notification may wait for a client that does not read its stream.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events read from the inbox per round.
+const PUSH_BATCH: usize = 32;
+
+/// Pushes `who`'s new events to `peer` until `stop` is cancelled or the session is gone.
+pub async fn run_pusher(
+    node: Arc<Node>,
+    session: SessionId,
+    who: ParticipantKey,
+    peer: Peer<RoleServer>,
+    stop: CancellationToken,
+) {
+    let mut changes = node.store.watch(&who);
+    // Events from before this session attached are read with wait_for_message; pushing starts
+    // with what happens from now on.
+    let mut pushed = *changes.borrow_and_update();
+    loop {
+        let closed = tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => changed.is_err(),
+        };
+        loop {
+            let events = match node.store.events_after(&who, pushed, PUSH_BATCH).await {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::warn!(%error, "pusher could not read the inbox");
+                    break;
+                }
+            };
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                pushed = event.seq;
+                if stop.is_cancelled() {
+                    return;
+                }
+                let log = node.sessions.log_rank(&session) <= INFO_RANK;
+                if !push_event(&node, &peer, &event, log).await {
+                    return;
+                }
+            }
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Sends one event; false when the session is gone.
+async fn push_event(node: &Node, peer: &Peer<RoleServer>, event: &ChatEvent, log: bool) -> bool {
+    let Ok(params) = serde_json::to_value(event) else {
+        return true;
+    };
+    let custom = ServerNotification::CustomNotification(CustomNotification::new(
+        event.method(),
+        Some(params.clone()),
+    ));
+    if !send(node, peer.send_notification(custom)).await {
+        return false;
+    }
+    if log {
+        let data = serde_json::json!({ "text": render::event_line(event), "event": params });
+        let logging = LoggingMessageNotificationParam::new(LoggingLevel::Info, data)
+            .with_logger(EVENT_LOGGER);
+        if !send(node, peer.notify_logging_message(logging)).await {
+            return false;
+        }
+    }
+    true
+}
+
+async fn send(
+    node: &Node,
+    sending: impl Future<Output = Result<(), rmcp::service::ServiceError>>,
+) -> bool {
+    match tokio::time::timeout(PUSH_TIMEOUT, sending).await {
+        Ok(Ok(())) => {
+            node.metrics.notifications_sent.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(_) => {
+            // The client is not reading its stream. Skip this push; the event stays in the
+            // inbox for wait_for_message.
+            node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+    }
+}

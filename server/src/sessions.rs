@@ -1,0 +1,419 @@
+//! The MCP sessions this node holds, and how we tell that a participant's client is gone.
+//!
+//! rmcp owns the sessions; [`TrackedSessionManager`] wraps its [`LocalSessionManager`] to see
+//! the moments that matter (a standalone GET stream opening and closing, a session closing) and
+//! records them in [`SessionRegistry`]. Liveness is decided here, not by rmcp's idle reaper:
+//!
+//! - a session is **lost** when nothing is in flight and either its GET stream closed after its
+//!   last request (the client went away without a DELETE, as mcp-remote does), or it sent no
+//!   request for the idle timeout;
+//! - a participant whose session is lost, or whose session closed without a DELETE, keeps its
+//!   seat for the grace period: coming back (same session, or a new one with the same identity
+//!   token) cancels it; otherwise the sweep ends the participant and its partners hear `timeout`;
+//! - a DELETE ends the participant at once (`disconnected`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use mcp_chat::events::DisconnectReason;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::{
+    RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{ChatStore, ParticipantKey};
+
+/// Minimum MCP logging level rank (debug = 0 ... emergency = 7) a session asked for.
+pub type LogRank = u8;
+
+/// Rank of `info`, the level chat events are logged at.
+pub const INFO_RANK: LogRank = 1;
+
+/// Liveness bookkeeping for every session of this node.
+#[derive(Debug)]
+pub struct SessionRegistry {
+    state: Mutex<RegistryState>,
+    grace_period: Duration,
+    idle_timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct RegistryState {
+    sessions: HashMap<SessionId, SessionEntry>,
+    participants: HashMap<ParticipantKey, Presence>,
+}
+
+#[derive(Debug)]
+struct SessionEntry {
+    participant: Option<ParticipantKey>,
+    last_request: Instant,
+    in_flight: u32,
+    open_streams: u32,
+    stream_closed_at: Option<Instant>,
+    lost_since: Option<Instant>,
+    explicit_end: bool,
+    log_rank: LogRank,
+    /// Cancelled when the session closes or another session takes its participant over; stops
+    /// the session's pusher.
+    pusher: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Presence {
+    session: Option<SessionId>,
+    /// Set while the participant has no session (it closed without a DELETE).
+    detached_since: Option<Instant>,
+}
+
+/// What the registry learnt when a session closed.
+#[derive(Debug, PartialEq)]
+pub enum SessionEnd {
+    /// The client ended the session (DELETE): end its participant now.
+    Explicit(ParticipantKey),
+    /// The session is gone without a DELETE: its participant's grace period runs.
+    Lost,
+}
+
+/// What a sweep found.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Participants whose grace period ran out: end them with `timeout`.
+    pub expired: Vec<ParticipantKey>,
+    /// Sessions to close (lost for longer than the grace period).
+    pub close: Vec<SessionId>,
+}
+
+fn new_entry() -> SessionEntry {
+    SessionEntry {
+        participant: None,
+        last_request: Instant::now(),
+        in_flight: 0,
+        open_streams: 0,
+        stream_closed_at: None,
+        lost_since: None,
+        explicit_end: false,
+        log_rank: INFO_RANK,
+        pusher: CancellationToken::new(),
+    }
+}
+
+impl SessionRegistry {
+    /// A registry applying the given grace period and idle timeout.
+    pub fn new(grace_period: Duration, idle_timeout: Duration) -> Self {
+        Self {
+            state: Mutex::new(RegistryState::default()),
+            grace_period,
+            idle_timeout,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RegistryState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn session_created(&self, id: &SessionId) {
+        self.lock().sessions.insert(id.clone(), new_entry());
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Records a request on a session (any POST, GET or DELETE carrying its id).
+    pub fn touch(&self, id: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.last_request = Instant::now();
+        }
+    }
+
+    /// Marks that the client asked to end the session (HTTP DELETE).
+    pub fn mark_explicit_end(&self, id: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.explicit_end = true;
+        }
+    }
+
+    /// The participant a session speaks for, if registered.
+    pub fn participant_of(&self, id: &str) -> Option<ParticipantKey> {
+        self.lock().sessions.get(id).and_then(|e| e.participant.clone())
+    }
+
+    /// Binds a session to its participant. If another session held the participant (a client
+    /// that came back with a new session), that session stops receiving pushes. Returns the
+    /// token that stops this session's pusher, or `None` when the session is unknown (closed).
+    pub fn attach(&self, id: &SessionId, who: &ParticipantKey) -> Option<CancellationToken> {
+        let mut state = self.lock();
+        let entry = state.sessions.get_mut(id)?;
+        entry.participant = Some(who.clone());
+        let token = entry.pusher.clone();
+        let presence = state.participants.entry(who.clone()).or_default();
+        let previous = presence.session.replace(id.clone());
+        presence.detached_since = None;
+        if let Some(previous) = previous.filter(|p| p != id)
+            && let Some(old) = state.sessions.get_mut(&previous)
+        {
+            old.pusher.cancel();
+            old.participant = None;
+        }
+        Some(token)
+    }
+
+    /// Counts a request in flight on the session until the guard drops. A session with a call
+    /// in flight (a blocked `wait_for_message`, say) is alive.
+    pub fn begin_call(self: &Arc<Self>, id: &SessionId) -> CallGuard {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.in_flight += 1;
+            entry.last_request = Instant::now();
+        }
+        CallGuard {
+            registry: self.clone(),
+            id: id.clone(),
+        }
+    }
+
+    fn stream_opened(self: &Arc<Self>, id: &SessionId) -> StreamGuard {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.open_streams += 1;
+        }
+        StreamGuard {
+            registry: self.clone(),
+            id: id.clone(),
+        }
+    }
+
+    /// Sets the minimum logging level rank of a session (`logging/setLevel`).
+    pub fn set_log_rank(&self, id: &str, rank: LogRank) {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.log_rank = rank;
+        }
+    }
+
+    /// The minimum logging level rank of a session.
+    pub fn log_rank(&self, id: &str) -> LogRank {
+        self.lock()
+            .sessions
+            .get(id)
+            .map(|e| e.log_rank)
+            .unwrap_or(INFO_RANK)
+    }
+
+    /// Forgets a session that closed, and says what that means for its participant.
+    fn session_closed(&self, id: &SessionId) -> Option<SessionEnd> {
+        let mut state = self.lock();
+        let entry = state.sessions.remove(id)?;
+        entry.pusher.cancel();
+        let who = entry.participant?;
+        let presence = state.participants.get_mut(&who)?;
+        if presence.session.as_ref() != Some(id) {
+            return None;
+        }
+        presence.session = None;
+        if entry.explicit_end {
+            state.participants.remove(&who);
+            Some(SessionEnd::Explicit(who))
+        } else {
+            presence.detached_since = Some(entry.lost_since.unwrap_or_else(Instant::now));
+            Some(SessionEnd::Lost)
+        }
+    }
+
+    /// Re-evaluates liveness at `now`: which participants ran out of grace, which sessions to
+    /// close.
+    pub fn sweep(&self, now: Instant) -> Sweep {
+        let mut state = self.lock();
+        let mut sweep = Sweep::default();
+        for (id, entry) in state.sessions.iter_mut() {
+            let stream_gone = entry.open_streams == 0
+                && entry
+                    .stream_closed_at
+                    .is_some_and(|closed| closed >= entry.last_request);
+            let silent = now.saturating_duration_since(entry.last_request) >= self.idle_timeout;
+            if entry.in_flight == 0 && (stream_gone || silent) {
+                let since = *entry.lost_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.grace_period {
+                    sweep.close.push(id.clone());
+                }
+            } else {
+                entry.lost_since = None;
+            }
+        }
+        let RegistryState {
+            sessions,
+            participants,
+        } = &mut *state;
+        for (who, presence) in participants.iter() {
+            let lost_since = match &presence.session {
+                Some(id) => sessions.get(id).and_then(|e| e.lost_since),
+                None => presence.detached_since,
+            };
+            if lost_since.is_some_and(|t| now.saturating_duration_since(t) >= self.grace_period) {
+                sweep.expired.push(who.clone());
+            }
+        }
+        for who in &sweep.expired {
+            if let Some(presence) = participants.remove(who)
+                && let Some(id) = presence.session
+                && let Some(entry) = sessions.get_mut(&id)
+            {
+                entry.participant = None;
+            }
+        }
+        sweep
+    }
+}
+
+/// Keeps a session counted as busy while a request is handled.
+#[derive(Debug)]
+pub struct CallGuard {
+    registry: Arc<SessionRegistry>,
+    id: SessionId,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.registry.lock().sessions.get_mut(&self.id) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+/// Keeps a standalone GET stream counted as open until the stream is dropped (the client
+/// disconnected or the session ended).
+#[derive(Debug)]
+struct StreamGuard {
+    registry: Arc<SessionRegistry>,
+    id: SessionId,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.registry.lock().sessions.get_mut(&self.id) {
+            entry.open_streams = entry.open_streams.saturating_sub(1);
+            if entry.open_streams == 0 {
+                entry.stream_closed_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// rmcp's in-memory session manager, watched: every session's creation, GET streams and end are
+/// reported to the [`SessionRegistry`], and a DELETE ends the participant in the store.
+pub struct TrackedSessionManager {
+    inner: LocalSessionManager,
+    registry: Arc<SessionRegistry>,
+    store: Arc<dyn ChatStore>,
+    on_end: Box<dyn Fn(&ParticipantKey) + Send + Sync>,
+}
+
+impl TrackedSessionManager {
+    /// Wraps `inner`. `on_end` runs after a participant is ended by a DELETE (to drop per-node
+    /// state such as its rate-limit bucket).
+    pub fn new(
+        inner: LocalSessionManager,
+        registry: Arc<SessionRegistry>,
+        store: Arc<dyn ChatStore>,
+        on_end: impl Fn(&ParticipantKey) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            registry,
+            store,
+            on_end: Box::new(on_end),
+        }
+    }
+
+    fn tracked<S>(&self, id: &SessionId, stream: S) -> impl Stream<Item = ServerSseMessage> + use<S>
+    where
+        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    {
+        let guard = self.registry.stream_opened(id);
+        stream.map(move |message| {
+            let _alive = &guard;
+            message
+        })
+    }
+}
+
+impl SessionManager for TrackedSessionManager {
+    type Error = <LocalSessionManager as SessionManager>::Error;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let (id, transport) = self.inner.create_session().await?;
+        self.registry.session_created(&id);
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        // rmcp calls this twice for a DELETE (once for the request, once when the session's
+        // worker exits); only the first call finds the session in the registry.
+        let result = self.inner.close_session(id).await;
+        if let Some(SessionEnd::Explicit(who)) = self.registry.session_closed(id) {
+            tracing::debug!(participant = ?who, "session deleted by its client");
+            if let Err(error) = self.store.end(&who, DisconnectReason::Disconnected).await {
+                tracing::warn!(%error, "could not end participant after DELETE");
+            }
+            (self.on_end)(&who);
+        }
+        result
+    }
+
+    fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> impl Future<
+        Output = Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error>,
+    > + Send {
+        self.inner.create_stream(id, message)
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let stream = self.inner.create_standalone_stream(id).await?;
+        Ok(self.tracked(id, stream))
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let stream = self.inner.resume(id, last_event_id).await?;
+        Ok(self.tracked(id, stream))
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.inner.restore_session(id).await
+    }
+}

@@ -1,0 +1,176 @@
+//! The chat state behind one small interface.
+//!
+//! Tool code talks only to [`ChatStore`]: participants, the random queues, rooms and inboxes live
+//! behind it. [`MemoryStore`] is the single-node implementation; a Redis-backed one (several relay
+//! nodes acting as one) implements the same trait, so nothing outside this module may reach into
+//! the in-memory structures.
+//!
+//! The store never talks to the network. When an event lands in a participant's inbox it bumps
+//! that participant's [`watch`](tokio::sync::watch) channel; whoever serves the participant's MCP
+//! session (the pusher, a blocked `wait_for_message`) wakes up and reads the inbox. So a send to B
+//! never waits on B's connection.
+
+mod memory;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use mcp_chat::events::{ChatEvent, DisconnectReason};
+use mcp_chat::tools::{ChatStatus, GetMessagesOutput, LeaveChatOutput, SendMessageOutput};
+use mcp_chat::ToolError;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+pub use memory::MemoryStore;
+
+/// Who a participant is, as the store knows it: opaque, never shown to anyone.
+///
+/// Either derived from an MCP session id (the participant lives as long as that session) or from
+/// the SHA-256 of an identity token (the participant survives reconnects with new sessions).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantKey(String);
+
+impl ParticipantKey {
+    /// The key of a participant tied to one MCP session.
+    pub fn for_session(session_id: &str) -> Self {
+        Self(format!("s:{session_id}"))
+    }
+
+    /// The key of a participant identified by an identity token. Only the hash is kept.
+    pub fn for_identity_token(token: &str) -> Self {
+        let digest = Sha256::digest(token.as_bytes());
+        let mut hex = String::with_capacity(2 + digest.len() * 2);
+        hex.push_str("i:");
+        for byte in digest {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        Self(hex)
+    }
+
+    /// True when the participant outlives its MCP session (identity token).
+    pub fn is_identity(&self) -> bool {
+        self.0.starts_with("i:")
+    }
+
+    /// The key as a string, for a store that needs one (e.g. a Redis key). Never show it to users.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ParticipantKey {
+    /// Shows only a short prefix: enough to follow one participant in logs, useless to anyone
+    /// trying to impersonate it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short: String = self.0.chars().take(10).collect();
+        write!(f, "ParticipantKey({short}…)")
+    }
+}
+
+/// Unread events taken from an inbox by [`ChatStore::read_unread`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBatch {
+    /// Events, oldest first.
+    pub events: Vec<ChatEvent>,
+    /// Unread events dropped because the inbox was full since the last read.
+    pub missed: u64,
+    /// True when unread events remain after this batch.
+    pub more: bool,
+}
+
+/// Numbers for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreCounts {
+    /// Participants the store knows.
+    pub participants: u64,
+    /// Participants waiting in a random queue.
+    pub waiting: u64,
+    /// Open rooms (random and private).
+    pub rooms: u64,
+    /// Messages accepted by `send_message` since start.
+    pub messages_relayed: u64,
+    /// Events dropped from full inboxes since start.
+    pub events_dropped: u64,
+}
+
+/// The chat state: matching, rooms, inboxes.
+///
+/// Methods return [`ToolError`] for anything a participant should read (already waiting, room
+/// full, ...) and for an unreachable backend (`unavailable`). Inputs are already validated and
+/// sanitised by the caller (display names, topics, room ids, message size).
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
+    /// Enters the random queue for `topic`, or pairs at once with the longest-waiting compatible
+    /// participant of that queue. Both sides of a match get `chatroom.found`.
+    async fn enter_queue(
+        &self,
+        who: &ParticipantKey,
+        display_name: String,
+        topic: Option<String>,
+    ) -> Result<ChatStatus, ToolError>;
+
+    /// Joins the private room `room_id`, creating it when empty. Everyone in the room gets
+    /// `chatroom.found` once it holds two or more.
+    async fn join_room(
+        &self,
+        who: &ParticipantKey,
+        display_name: String,
+        room_id: String,
+    ) -> Result<ChatStatus, ToolError>;
+
+    /// Leaves the current room (the others are told: `left`) and enters the random queue again
+    /// with the last display name and topic.
+    async fn next_chat(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError>;
+
+    /// Delivers `text` to every other member of the participant's room.
+    async fn send_message(
+        &self,
+        who: &ParticipantKey,
+        text: String,
+    ) -> Result<SendMessageOutput, ToolError>;
+
+    /// Leaves the room or the queue. With `block`, the queue never pairs the participant with
+    /// the room's other members again.
+    async fn leave(&self, who: &ParticipantKey, block: bool) -> Result<LeaveChatOutput, ToolError>;
+
+    /// Where the participant stands.
+    async fn status(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError>;
+
+    /// Takes up to `max` unread events and marks them read.
+    async fn read_unread(&self, who: &ParticipantKey, max: usize) -> Result<ReadBatch, ToolError>;
+
+    /// Marks events after `seq` unread again (a `wait_for_message` whose answer could not reach
+    /// its caller gives its events back).
+    async fn unread_after(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
+
+    /// Events with a sequence number above `seq`, without marking anything read (for pushing).
+    async fn events_after(
+        &self,
+        who: &ParticipantKey,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<ChatEvent>, ToolError>;
+
+    /// The room transcript: messages after `since` (or the newest ones), at most `limit`.
+    async fn transcript(
+        &self,
+        who: &ParticipantKey,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<GetMessagesOutput, ToolError>;
+
+    /// A channel holding the sequence number of the participant's newest event; it changes
+    /// whenever an event arrives, and closes when the participant ends.
+    fn watch(&self, who: &ParticipantKey) -> watch::Receiver<u64>;
+
+    /// Ends the participant: leaves its room or queue (the others are told `reason`) and forgets
+    /// its inbox. Blocks made by an identity-keyed participant outlive it.
+    async fn end(&self, who: &ParticipantKey, reason: DisconnectReason) -> Result<(), ToolError>;
+
+    /// Ends every participant (relay shutdown): everyone still in a room is told `reason`.
+    /// Inboxes are kept so the final events can still be read and pushed.
+    async fn close_all_rooms(&self, reason: DisconnectReason) -> Result<(), ToolError>;
+
+    /// Current numbers.
+    async fn counts(&self) -> Result<StoreCounts, ToolError>;
+}

@@ -1,0 +1,849 @@
+//! The single-node store: everything in one mutex-guarded structure.
+//!
+//! A std `Mutex` (not tokio's) guards the state: no `.await` happens while it is held and every
+//! critical section is short (a queue scan is bounded by the queue's length). Nothing is written
+//! to disk: when the relay stops, every chat is gone.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use mcp_chat::events::{ChatEvent, DisconnectReason, EventBody, RoomKind};
+use mcp_chat::limits::{BLOCK_TTL, MAX_BLOCKS_PER_PARTICIPANT, TRANSCRIPT_CAPACITY};
+use mcp_chat::tools::{
+    ChatState, ChatStatus, GetMessagesOutput, LeaveChatOutput, LeftPlace, SendMessageOutput,
+    TranscriptMessage,
+};
+use mcp_chat::{ErrorCode, ToolError};
+use tokio::sync::watch;
+
+use super::{ChatStore, ParticipantKey, ReadBatch, StoreCounts};
+
+/// In-memory [`ChatStore`] for a single relay node.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    inbox_capacity: usize,
+    room_capacity: usize,
+}
+
+impl MemoryStore {
+    /// A store whose inboxes hold `inbox_capacity` events and whose private rooms hold
+    /// `room_capacity` members.
+    pub fn new(inbox_capacity: usize, room_capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            inbox_capacity: inbox_capacity.max(1),
+            room_capacity: room_capacity.max(2),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; keep serving the other participants
+        // rather than poisoning the whole relay.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Where a room lives: random rooms and private rooms are separate namespaces, so a private
+/// room code can never name a random match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RoomRef {
+    Random(String),
+    Private(String),
+}
+
+impl RoomRef {
+    fn id(&self) -> &str {
+        match self {
+            Self::Random(id) | Self::Private(id) => id,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    participants: HashMap<ParticipantKey, Participant>,
+    /// One FIFO queue per topic (`None` = no topic).
+    queues: HashMap<Option<String>, VecDeque<ParticipantKey>>,
+    rooms: HashMap<RoomRef, Room>,
+    /// Who blocked whom, with when the block was made. Blocks go both ways: both sides get an
+    /// entry.
+    blocks: HashMap<ParticipantKey, Vec<(ParticipantKey, Instant)>>,
+    messages_relayed: u64,
+    events_dropped: u64,
+}
+
+#[derive(Debug)]
+struct Participant {
+    display_name: String,
+    /// The topic of the last `enter_queue` (reused by `next_chat`).
+    topic: Option<String>,
+    place: Place,
+    inbox: Inbox,
+    seq_tx: watch::Sender<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Place {
+    Idle,
+    Waiting(Option<String>),
+    InRoom(RoomRef),
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    events: VecDeque<ChatEvent>,
+    last_seq: u64,
+    read_through: u64,
+    missed: u64,
+}
+
+#[derive(Debug)]
+struct Room {
+    kind: RoomKind,
+    topic: Option<String>,
+    members: Vec<Member>,
+    transcript: VecDeque<TranscriptEntry>,
+    last_message_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    key: ParticipantKey,
+    /// The name shown in this room (made unique within the room).
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+struct TranscriptEntry {
+    message_seq: u64,
+    timestamp_ms: u64,
+    from: ParticipantKey,
+    from_name: String,
+    text: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_random_room_id() -> String {
+    format!("chat-{}", uuid::Uuid::new_v4().simple())
+}
+
+impl Participant {
+    fn new(display_name: String) -> Self {
+        let (seq_tx, _) = watch::channel(0);
+        Self {
+            display_name,
+            topic: None,
+            place: Place::Idle,
+            inbox: Inbox::default(),
+            seq_tx,
+        }
+    }
+}
+
+impl State {
+    fn participant(&mut self, who: &ParticipantKey) -> &mut Participant {
+        self.participants
+            .entry(who.clone())
+            .or_insert_with(|| Participant::new(mcp_chat::limits::DEFAULT_DISPLAY_NAME.into()))
+    }
+
+    /// Appends an event to `to`'s inbox and wakes whoever watches it. Drops the oldest event
+    /// when the inbox is full, counting it as missed if it was unread.
+    fn deliver(&mut self, to: &ParticipantKey, room_id: &str, body: EventBody, capacity: usize) {
+        let Some(p) = self.participants.get_mut(to) else {
+            return;
+        };
+        let inbox = &mut p.inbox;
+        inbox.last_seq += 1;
+        if inbox.events.len() >= capacity
+            && let Some(dropped) = inbox.events.pop_front()
+            && dropped.seq > inbox.read_through
+        {
+            inbox.missed += 1;
+            inbox.read_through = dropped.seq;
+            self.events_dropped += 1;
+        }
+        inbox.events.push_back(ChatEvent {
+            seq: inbox.last_seq,
+            timestamp_ms: now_ms(),
+            room_id: room_id.to_owned(),
+            body,
+        });
+        p.seq_tx.send_replace(inbox.last_seq);
+    }
+
+    fn is_blocked(&mut self, a: &ParticipantKey, b: &ParticipantKey) -> bool {
+        let Some(list) = self.blocks.get_mut(a) else {
+            return false;
+        };
+        list.retain(|(_, at)| at.elapsed() < BLOCK_TTL);
+        list.iter().any(|(k, _)| k == b)
+    }
+
+    fn add_block(&mut self, a: &ParticipantKey, b: &ParticipantKey) {
+        let list = self.blocks.entry(a.clone()).or_default();
+        list.retain(|(k, at)| k != b && at.elapsed() < BLOCK_TTL);
+        if list.len() >= MAX_BLOCKS_PER_PARTICIPANT {
+            list.remove(0);
+        }
+        list.push((b.clone(), Instant::now()));
+    }
+
+    fn status(&self, who: &ParticipantKey) -> ChatStatus {
+        let Some(p) = self.participants.get(who) else {
+            return ChatStatus {
+                state: ChatState::Idle,
+                display_name: mcp_chat::limits::DEFAULT_DISPLAY_NAME.into(),
+                position: None,
+                topic: None,
+                room_id: None,
+                room_kind: None,
+                members: Vec::new(),
+                partner_name: None,
+                unread: 0,
+            };
+        };
+        let unread = p
+            .inbox
+            .events
+            .iter()
+            .filter(|e| e.seq > p.inbox.read_through)
+            .count() as u64;
+        let mut status = ChatStatus {
+            state: ChatState::Idle,
+            display_name: p.display_name.clone(),
+            position: None,
+            topic: None,
+            room_id: None,
+            room_kind: None,
+            members: Vec::new(),
+            partner_name: None,
+            unread,
+        };
+        match &p.place {
+            Place::Idle => {}
+            Place::Waiting(topic) => {
+                status.state = ChatState::Waiting;
+                status.topic = topic.clone();
+                status.position = self
+                    .queues
+                    .get(topic)
+                    .and_then(|q| q.iter().position(|k| k == who))
+                    .map(|i| i as u32 + 1);
+            }
+            Place::InRoom(room_ref) => {
+                status.state = ChatState::InRoom;
+                status.room_id = Some(room_ref.id().to_owned());
+                if let Some(room) = self.rooms.get(room_ref) {
+                    status.room_kind = Some(room.kind);
+                    status.topic = room.topic.clone();
+                    if let Some(me) = room.members.iter().find(|m| &m.key == who) {
+                        status.display_name = me.name.clone();
+                    }
+                    status.members = room
+                        .members
+                        .iter()
+                        .filter(|m| &m.key != who)
+                        .map(|m| m.name.clone())
+                        .collect();
+                    if status.members.len() == 1 {
+                        status.partner_name = status.members.first().cloned();
+                    }
+                }
+            }
+        }
+        status
+    }
+
+    /// Refuses a new chat while the participant is already in one.
+    fn ensure_idle(&self, who: &ParticipantKey) -> Result<(), ToolError> {
+        match self.participants.get(who).map(|p| &p.place) {
+            None | Some(Place::Idle) => Ok(()),
+            Some(Place::Waiting(_)) => Err(ToolError::new(
+                ErrorCode::AlreadyWaiting,
+                "You are already waiting in the queue. Call wait_for_message to wait for a \
+                 partner, or leave_chat to stop waiting.",
+            )),
+            Some(Place::InRoom(room)) => Err(ToolError::new(
+                ErrorCode::AlreadyInRoom,
+                format!(
+                    "You are already in room {}. Call next_chat to meet someone new, or \
+                     leave_chat first.",
+                    room.id()
+                ),
+            )),
+        }
+    }
+
+    /// Takes the participant out of its queue or room, telling the room's others `reason`.
+    /// Returns what was left and the members left behind.
+    fn vacate(
+        &mut self,
+        who: &ParticipantKey,
+        reason: DisconnectReason,
+        capacity: usize,
+    ) -> (LeftPlace, Option<String>, Vec<ParticipantKey>) {
+        let Some(place) = self
+            .participants
+            .get_mut(who)
+            .map(|p| std::mem::replace(&mut p.place, Place::Idle))
+        else {
+            return (LeftPlace::Nothing, None, Vec::new());
+        };
+        match place {
+            Place::Idle => (LeftPlace::Nothing, None, Vec::new()),
+            Place::Waiting(topic) => {
+                if let Some(queue) = self.queues.get_mut(&topic) {
+                    queue.retain(|k| k != who);
+                    if queue.is_empty() {
+                        self.queues.remove(&topic);
+                    }
+                }
+                (LeftPlace::Queue, None, Vec::new())
+            }
+            Place::InRoom(room_ref) => {
+                let room_id = room_ref.id().to_owned();
+                let Some(room) = self.rooms.get_mut(&room_ref) else {
+                    return (LeftPlace::Room, Some(room_id), Vec::new());
+                };
+                let leaver_name = room
+                    .members
+                    .iter()
+                    .find(|m| &m.key == who)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                room.members.retain(|m| &m.key != who);
+                let others: Vec<ParticipantKey> = room.members.iter().map(|m| m.key.clone()).collect();
+                // A random match is a conversation between two: it ends when either side goes.
+                // A private room stays open for whoever is still in it.
+                let room_closed = room.kind == RoomKind::Random || others.is_empty();
+                if room_closed {
+                    self.rooms.remove(&room_ref);
+                    for other in &others {
+                        if let Some(p) = self.participants.get_mut(other) {
+                            p.place = Place::Idle;
+                        }
+                    }
+                }
+                for other in &others {
+                    self.deliver(
+                        other,
+                        &room_id,
+                        EventBody::PartnerDisconnected {
+                            partner_name: leaver_name.clone(),
+                            reason,
+                            room_closed,
+                        },
+                        capacity,
+                    );
+                }
+                (LeftPlace::Room, Some(room_id), others)
+            }
+        }
+    }
+
+    fn enter_queue(
+        &mut self,
+        who: &ParticipantKey,
+        topic: Option<String>,
+        capacity: usize,
+    ) -> ChatStatus {
+        let mut partner = None;
+        if let Some(queue) = self.queues.get(&topic) {
+            let candidates: Vec<ParticipantKey> = queue.iter().cloned().collect();
+            for candidate in candidates {
+                if &candidate != who
+                    && !self.is_blocked(who, &candidate)
+                    && !self.is_blocked(&candidate, who)
+                {
+                    partner = Some(candidate);
+                    break;
+                }
+            }
+        }
+        let Some(partner) = partner else {
+            self.queues.entry(topic.clone()).or_default().push_back(who.clone());
+            self.participant(who).place = Place::Waiting(topic);
+            return self.status(who);
+        };
+        if let Some(queue) = self.queues.get_mut(&topic) {
+            queue.retain(|k| k != &partner);
+            if queue.is_empty() {
+                self.queues.remove(&topic);
+            }
+        }
+        let room_ref = RoomRef::Random(new_random_room_id());
+        let partner_name = self.participant(&partner).display_name.clone();
+        let my_name = unique_name(&self.participant(who).display_name, &[partner_name.as_str()]);
+        let room = Room {
+            kind: RoomKind::Random,
+            topic: topic.clone(),
+            members: vec![
+                Member {
+                    key: partner.clone(),
+                    name: partner_name.clone(),
+                },
+                Member {
+                    key: who.clone(),
+                    name: my_name.clone(),
+                },
+            ],
+            transcript: VecDeque::new(),
+            last_message_seq: 0,
+        };
+        self.rooms.insert(room_ref.clone(), room);
+        self.participant(&partner).place = Place::InRoom(room_ref.clone());
+        self.participant(who).place = Place::InRoom(room_ref.clone());
+        for (to, other) in [(&partner, &my_name), (who, &partner_name)] {
+            self.deliver(
+                to,
+                room_ref.id(),
+                EventBody::ChatroomFound {
+                    room_kind: RoomKind::Random,
+                    members: vec![other.clone()],
+                    joined: None,
+                    topic: topic.clone(),
+                },
+                capacity,
+            );
+        }
+        self.status(who)
+    }
+}
+
+/// `name`, or `name (2)`, `name (3)`, ... so that members of one room are told apart.
+fn unique_name(name: &str, taken: &[&str]) -> String {
+    if !taken.contains(&name) {
+        return name.to_owned();
+    }
+    (2..)
+        .map(|n| format!("{name} ({n})"))
+        .find(|candidate| !taken.contains(&candidate.as_str()))
+        .unwrap_or_else(|| name.to_owned())
+}
+
+#[async_trait]
+impl ChatStore for MemoryStore {
+    async fn enter_queue(
+        &self,
+        who: &ParticipantKey,
+        display_name: String,
+        topic: Option<String>,
+    ) -> Result<ChatStatus, ToolError> {
+        let mut state = self.lock();
+        state.ensure_idle(who)?;
+        let p = state.participant(who);
+        p.display_name = display_name;
+        p.topic = topic.clone();
+        Ok(state.enter_queue(who, topic, self.inbox_capacity))
+    }
+
+    async fn join_room(
+        &self,
+        who: &ParticipantKey,
+        display_name: String,
+        room_id: String,
+    ) -> Result<ChatStatus, ToolError> {
+        let mut state = self.lock();
+        state.ensure_idle(who)?;
+        let room_ref = RoomRef::Private(room_id.clone());
+        let capacity = self.room_capacity;
+        let room = state.rooms.entry(room_ref.clone()).or_insert_with(|| Room {
+            kind: RoomKind::Private,
+            topic: None,
+            members: Vec::new(),
+            transcript: VecDeque::new(),
+            last_message_seq: 0,
+        });
+        if room.members.len() >= capacity {
+            return Err(ToolError::new(
+                ErrorCode::RoomFull,
+                format!(
+                    "Room {room_id} is full ({capacity} members). Try another room code, or \
+                     enter_queue for a random partner."
+                ),
+            ));
+        }
+        let taken: Vec<&str> = room.members.iter().map(|m| m.name.as_str()).collect();
+        let my_name = unique_name(&display_name, &taken);
+        room.members.push(Member {
+            key: who.clone(),
+            name: my_name.clone(),
+        });
+        let members = room.members.clone();
+        let p = state.participant(who);
+        p.display_name = display_name;
+        p.place = Place::InRoom(room_ref.clone());
+        if members.len() >= 2 {
+            for member in &members {
+                let others: Vec<String> = members
+                    .iter()
+                    .filter(|m| m.key != member.key)
+                    .map(|m| m.name.clone())
+                    .collect();
+                let joined = (&member.key != who).then(|| my_name.clone());
+                state.deliver(
+                    &member.key,
+                    &room_id,
+                    EventBody::ChatroomFound {
+                        room_kind: RoomKind::Private,
+                        members: others,
+                        joined,
+                        topic: None,
+                    },
+                    self.inbox_capacity,
+                );
+            }
+        }
+        Ok(state.status(who))
+    }
+
+    async fn next_chat(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError> {
+        let mut state = self.lock();
+        if let Some(Place::Waiting(_)) = state.participants.get(who).map(|p| &p.place) {
+            // Already looking for someone new: nothing to skip.
+            return Ok(state.status(who));
+        }
+        state.vacate(who, DisconnectReason::Left, self.inbox_capacity);
+        let topic = state.participant(who).topic.clone();
+        Ok(state.enter_queue(who, topic, self.inbox_capacity))
+    }
+
+    async fn send_message(
+        &self,
+        who: &ParticipantKey,
+        text: String,
+    ) -> Result<SendMessageOutput, ToolError> {
+        let mut state = self.lock();
+        let Some(Place::InRoom(room_ref)) = state.participants.get(who).map(|p| p.place.clone())
+        else {
+            return Err(ToolError::new(
+                ErrorCode::NotInRoom,
+                "You are not in a room. Call enter_queue or join_room first (if you are waiting, \
+                 call wait_for_message until a partner is found).",
+            ));
+        };
+        let Some(room) = state.rooms.get_mut(&room_ref) else {
+            return Err(ToolError::new(ErrorCode::NotInRoom, "Your room is closed."));
+        };
+        let others: Vec<ParticipantKey> = room
+            .members
+            .iter()
+            .filter(|m| &m.key != who)
+            .map(|m| m.key.clone())
+            .collect();
+        if others.is_empty() {
+            return Err(ToolError::new(
+                ErrorCode::NoPartner,
+                "Nobody else is in this room yet. Call wait_for_message until someone joins.",
+            ));
+        }
+        let from = room
+            .members
+            .iter()
+            .find(|m| &m.key == who)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        room.last_message_seq += 1;
+        let message_seq = room.last_message_seq;
+        if room.transcript.len() >= TRANSCRIPT_CAPACITY {
+            room.transcript.pop_front();
+        }
+        room.transcript.push_back(TranscriptEntry {
+            message_seq,
+            timestamp_ms: now_ms(),
+            from: who.clone(),
+            from_name: from.clone(),
+            text: text.clone(),
+        });
+        for other in &others {
+            state.deliver(
+                other,
+                room_ref.id(),
+                EventBody::MessageReceived {
+                    from: from.clone(),
+                    text: text.clone(),
+                    message_seq,
+                },
+                self.inbox_capacity,
+            );
+        }
+        state.messages_relayed += 1;
+        Ok(SendMessageOutput {
+            room_id: room_ref.id().to_owned(),
+            message_seq,
+            delivered_to: others.len() as u32,
+        })
+    }
+
+    async fn leave(&self, who: &ParticipantKey, block: bool) -> Result<LeaveChatOutput, ToolError> {
+        let mut state = self.lock();
+        let (left, room_id, others) = state.vacate(who, DisconnectReason::Left, self.inbox_capacity);
+        let mut blocked = 0;
+        if block {
+            for other in &others {
+                state.add_block(who, other);
+                state.add_block(other, who);
+                blocked += 1;
+            }
+        }
+        Ok(LeaveChatOutput {
+            left,
+            room_id,
+            blocked,
+            status: state.status(who),
+        })
+    }
+
+    async fn status(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError> {
+        Ok(self.lock().status(who))
+    }
+
+    async fn read_unread(&self, who: &ParticipantKey, max: usize) -> Result<ReadBatch, ToolError> {
+        let mut state = self.lock();
+        let Some(p) = state.participants.get_mut(who) else {
+            return Ok(ReadBatch {
+                events: Vec::new(),
+                missed: 0,
+                more: false,
+            });
+        };
+        let inbox = &mut p.inbox;
+        let read_through = inbox.read_through;
+        let events: Vec<ChatEvent> = inbox
+            .events
+            .iter()
+            .filter(|e| e.seq > read_through)
+            .take(max)
+            .cloned()
+            .collect();
+        if let Some(last) = events.last() {
+            inbox.read_through = last.seq;
+        }
+        let more = inbox.last_seq > inbox.read_through;
+        Ok(ReadBatch {
+            events,
+            missed: std::mem::take(&mut inbox.missed),
+            more,
+        })
+    }
+
+    async fn unread_after(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+        let mut state = self.lock();
+        if let Some(p) = state.participants.get_mut(who) {
+            p.inbox.read_through = p.inbox.read_through.min(seq);
+        }
+        Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        who: &ParticipantKey,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<ChatEvent>, ToolError> {
+        let state = self.lock();
+        Ok(state
+            .participants
+            .get(who)
+            .map(|p| {
+                p.inbox
+                    .events
+                    .iter()
+                    .filter(|e| e.seq > seq)
+                    .take(max)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn transcript(
+        &self,
+        who: &ParticipantKey,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<GetMessagesOutput, ToolError> {
+        let state = self.lock();
+        let Some(Place::InRoom(room_ref)) = state.participants.get(who).map(|p| &p.place) else {
+            return Err(ToolError::new(
+                ErrorCode::NotInRoom,
+                "You are not in a room, so there is no transcript. Call enter_queue or join_room \
+                 first.",
+            ));
+        };
+        let Some(room) = state.rooms.get(room_ref) else {
+            return Err(ToolError::new(ErrorCode::NotInRoom, "Your room is closed."));
+        };
+        let limit = limit.max(1);
+        let matching: Vec<&TranscriptEntry> = room
+            .transcript
+            .iter()
+            .filter(|m| since.is_none_or(|s| m.message_seq > s))
+            .collect();
+        let (page, truncated) = match since {
+            // Paging forward from a cursor: the oldest matching messages first.
+            Some(s) => {
+                let forgotten = room
+                    .transcript
+                    .front()
+                    .is_some_and(|first| first.message_seq > s + 1);
+                let page: Vec<_> = matching.iter().take(limit).copied().collect();
+                (page, forgotten || matching.len() > limit)
+            }
+            // No cursor: the newest messages.
+            None => {
+                let skip = matching.len().saturating_sub(limit);
+                let forgotten = room
+                    .transcript
+                    .front()
+                    .is_some_and(|first| first.message_seq > 1);
+                (matching[skip..].to_vec(), skip > 0 || forgotten)
+            }
+        };
+        Ok(GetMessagesOutput {
+            room_id: room_ref.id().to_owned(),
+            messages: page
+                .into_iter()
+                .map(|m| TranscriptMessage {
+                    message_seq: m.message_seq,
+                    timestamp_ms: m.timestamp_ms,
+                    from: m.from_name.clone(),
+                    from_you: &m.from == who,
+                    text: m.text.clone(),
+                })
+                .collect(),
+            latest_message_seq: room.last_message_seq,
+            truncated,
+        })
+    }
+
+    fn watch(&self, who: &ParticipantKey) -> watch::Receiver<u64> {
+        self.lock().participant(who).seq_tx.subscribe()
+    }
+
+    async fn end(&self, who: &ParticipantKey, reason: DisconnectReason) -> Result<(), ToolError> {
+        let mut state = self.lock();
+        state.vacate(who, reason, self.inbox_capacity);
+        // Dropping the participant drops its watch sender, which wakes and ends every waiter.
+        state.participants.remove(who);
+        if !who.is_identity() {
+            // A session-keyed participant can never come back, so its blocks are moot.
+            if let Some(list) = state.blocks.remove(who) {
+                for (other, _) in list {
+                    if let Some(theirs) = state.blocks.get_mut(&other) {
+                        theirs.retain(|(k, _)| k != who);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn close_all_rooms(&self, reason: DisconnectReason) -> Result<(), ToolError> {
+        let mut state = self.lock();
+        let keys: Vec<ParticipantKey> = state.participants.keys().cloned().collect();
+        for key in keys {
+            state.vacate(&key, reason, self.inbox_capacity);
+        }
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, ToolError> {
+        let state = self.lock();
+        Ok(StoreCounts {
+            participants: state.participants.len() as u64,
+            waiting: state.queues.values().map(|q| q.len() as u64).sum(),
+            rooms: state.rooms.len() as u64,
+            messages_relayed: state.messages_relayed,
+            events_dropped: state.events_dropped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> ParticipantKey {
+        ParticipantKey::for_session(n)
+    }
+
+    #[tokio::test]
+    async fn full_inbox_drops_oldest_unread_and_reports_the_gap() {
+        let store = MemoryStore::new(3, 2);
+        let (a, b) = (key("a"), key("b"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        // b has chatroom.found (seq 1); five messages make seq 2..=6; only 3 fit.
+        for i in 0..5 {
+            store.send_message(&a, format!("m{i}")).await.unwrap();
+        }
+        let batch = store.read_unread(&b, 100).await.unwrap();
+        assert_eq!(batch.missed, 3);
+        let seqs: Vec<u64> = batch.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![4, 5, 6]);
+        assert_eq!(store.counts().await.unwrap().events_dropped, 3);
+        let again = store.read_unread(&b, 100).await.unwrap();
+        assert!(again.events.is_empty() && again.missed == 0);
+    }
+
+    #[tokio::test]
+    async fn blocked_pairs_are_never_matched_again() {
+        let store = MemoryStore::new(16, 2);
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::InRoom);
+        let left = store.leave(&a, true).await.unwrap();
+        assert_eq!(left.blocked, 1);
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::Waiting, "a and b must not be paired again");
+        assert_eq!(s.position, Some(2));
+        let s = store.enter_queue(&c, "C".into(), None).await.unwrap();
+        assert_eq!(s.partner_name.as_deref(), Some("A"), "c pairs with the first in line");
+    }
+
+    #[tokio::test]
+    async fn duplicate_names_in_a_room_are_told_apart() {
+        let store = MemoryStore::new(16, 3);
+        for n in ["a", "b", "c"] {
+            store.join_room(&key(n), "Sam".into(), "r".into()).await.unwrap();
+        }
+        let s = store.status(&key("c")).await.unwrap();
+        assert_eq!(s.display_name, "Sam (3)");
+        assert_eq!(s.members, vec!["Sam", "Sam (2)"]);
+        let err = store.join_room(&key("d"), "D".into(), "r".into()).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RoomFull);
+    }
+
+    #[tokio::test]
+    async fn transcript_pages_by_message_seq() {
+        let store = MemoryStore::new(16, 2);
+        let (a, b) = (key("a"), key("b"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        for i in 1..=5 {
+            store.send_message(if i % 2 == 0 { &a } else { &b }, format!("m{i}")).await.unwrap();
+        }
+        let newest = store.transcript(&a, None, 2).await.unwrap();
+        let seqs: Vec<u64> = newest.messages.iter().map(|m| m.message_seq).collect();
+        assert_eq!(seqs, vec![4, 5]);
+        assert!(newest.truncated);
+        assert!(newest.messages[0].from_you);
+        let page = store.transcript(&a, Some(1), 2).await.unwrap();
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.message_seq).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(page.latest_message_seq, 5);
+    }
+}
