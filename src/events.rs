@@ -17,7 +17,8 @@ pub const MESSAGE_RECEIVED: &str = "message.received";
 pub const PARTNER_DISCONNECTED: &str = "partner.disconnected";
 
 /// Every custom notification method the relay sends.
-pub const NOTIFICATION_METHODS: [&str; 3] = [CHATROOM_FOUND, MESSAGE_RECEIVED, PARTNER_DISCONNECTED];
+pub const NOTIFICATION_METHODS: [&str; 3] =
+    [CHATROOM_FOUND, MESSAGE_RECEIVED, PARTNER_DISCONNECTED];
 
 /// One event in a participant's inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

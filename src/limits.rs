@@ -93,7 +93,10 @@ impl std::fmt::Display for RoomIdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Empty => write!(f, "the room id is empty"),
-            Self::TooLong => write!(f, "the room id is longer than {MAX_ROOM_ID_CHARS} characters"),
+            Self::TooLong => write!(
+                f,
+                "the room id is longer than {MAX_ROOM_ID_CHARS} characters"
+            ),
             Self::BadCharacter => write!(
                 f,
                 "the room id may only contain letters, digits, '-', '_' and '.'"
@@ -141,7 +144,11 @@ fn clean(raw: &str, max: usize) -> String {
         }
         out.push(c);
     }
-    out.chars().take(max).collect::<String>().trim_end().to_owned()
+    out.chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
 }
 
 /// Unicode "format" characters that change how surrounding text renders (bidi controls,
@@ -160,10 +167,16 @@ mod tests {
     fn display_names_are_cleaned_and_bounded() {
         assert_eq!(sanitize_display_name(None), "Stranger");
         assert_eq!(sanitize_display_name(Some("  \t\n ")), "Stranger");
-        assert_eq!(sanitize_display_name(Some("  Ada \u{0007}Love\u{202E}lace  ")), "Ada Lovelace");
+        assert_eq!(
+            sanitize_display_name(Some("  Ada \u{0007}Love\u{202E}lace  ")),
+            "Ada Lovelace"
+        );
         assert_eq!(sanitize_display_name(Some("a\n\nb")), "a b");
         let long = "x".repeat(100);
-        assert_eq!(sanitize_display_name(Some(&long)).chars().count(), MAX_DISPLAY_NAME_CHARS);
+        assert_eq!(
+            sanitize_display_name(Some(&long)).chars().count(),
+            MAX_DISPLAY_NAME_CHARS
+        );
         let wide = "é".repeat(40);
         assert_eq!(sanitize_display_name(Some(&wide)), "é".repeat(32));
     }
@@ -172,12 +185,18 @@ mod tests {
     fn topics_are_normalised() {
         assert_eq!(sanitize_topic(None), None);
         assert_eq!(sanitize_topic(Some("   ")), None);
-        assert_eq!(sanitize_topic(Some(" Rust  Lang ")), Some("rust lang".into()));
+        assert_eq!(
+            sanitize_topic(Some(" Rust  Lang ")),
+            Some("rust lang".into())
+        );
     }
 
     #[test]
     fn room_ids_are_checked() {
-        assert_eq!(validate_room_id(" book-club.42 "), Ok("book-club.42".into()));
+        assert_eq!(
+            validate_room_id(" book-club.42 "),
+            Ok("book-club.42".into())
+        );
         assert_eq!(validate_room_id(""), Err(RoomIdError::Empty));
         assert_eq!(validate_room_id("a b"), Err(RoomIdError::BadCharacter));
         assert_eq!(validate_room_id(&"r".repeat(65)), Err(RoomIdError::TooLong));

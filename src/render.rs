@@ -37,7 +37,10 @@ pub fn event_line(event: &ChatEvent) -> String {
                     quote(name),
                     event.room_id
                 ),
-                None => format!("[{at}] chat started: {kind} {} with {names}{topic}", event.room_id),
+                None => format!(
+                    "[{at}] chat started: {kind} {} with {names}{topic}",
+                    event.room_id
+                ),
             }
         }
         EventBody::MessageReceived {
@@ -58,7 +61,9 @@ pub fn event_line(event: &ChatEvent) -> String {
                 crate::DisconnectReason::Left => "left the chat",
                 crate::DisconnectReason::Disconnected => "disconnected",
                 crate::DisconnectReason::Timeout => "timed out (connection lost)",
-                crate::DisconnectReason::RelayShutdown => "was disconnected: the relay is shutting down",
+                crate::DisconnectReason::RelayShutdown => {
+                    "was disconnected: the relay is shutting down"
+                }
             };
             let after = if *room_closed {
                 " The chat is over: call next_chat or enter_queue to meet someone new."
@@ -120,12 +125,18 @@ pub fn wait_text(output: &WaitForMessageOutput) -> String {
     }
     if output.events.is_empty() {
         if output.timed_out {
-            out.push_str("No new events yet (timed out). Call wait_for_message again to keep waiting.\n");
+            out.push_str(
+                "No new events yet (timed out). Call wait_for_message again to keep waiting.\n",
+            );
         } else {
             out.push_str("No new events.\n");
         }
     } else {
-        if output.events.iter().any(|e| matches!(e.body, EventBody::MessageReceived { .. })) {
+        if output
+            .events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::MessageReceived { .. }))
+        {
             out.push_str(UNTRUSTED_NOTICE);
             out.push('\n');
         }
@@ -215,7 +226,11 @@ fn quoted_list(names: &[String]) -> String {
     if names.is_empty() {
         return "nobody".to_owned();
     }
-    names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| quote(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -99,6 +99,11 @@ pub struct WaitForMessageParams {
     /// treated as 50). 0 returns at once (just check for unread events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Optional, normally left out. The seq of the newest event you have already seen: events
+    /// after it are returned even if an earlier call already returned them (use it when an
+    /// earlier wait_for_message was interrupted and its answer never arrived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
 }
 
 /// Arguments of `get_messages`.
@@ -338,14 +343,21 @@ pub fn tool_definitions() -> Vec<Tool> {
 
 /// The definition of the tool with this name.
 pub fn tool_definition(name: &str) -> Option<Tool> {
-    tool_definitions().into_iter().find(|tool| tool.name == name)
+    tool_definitions()
+        .into_iter()
+        .find(|tool| tool.name == name)
 }
 
 fn input_schema<T: JsonSchema + 'static>() -> Arc<rmcp::model::JsonObject> {
     rmcp::handler::server::tool::schema_for_type::<T>()
 }
 
-fn annotations(read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations {
+fn annotations(
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+) -> ToolAnnotations {
     ToolAnnotations::new()
         .read_only(read_only)
         .destructive(destructive)
@@ -371,8 +383,15 @@ mod tests {
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, TOOL_NAMES);
         for tool in &tools {
-            assert_eq!(tool.input_schema.get("type").and_then(|v| v.as_str()), Some("object"));
-            assert!(tool.output_schema.is_some(), "{} lacks an output schema", tool.name);
+            assert_eq!(
+                tool.input_schema.get("type").and_then(|v| v.as_str()),
+                Some("object")
+            );
+            assert!(
+                tool.output_schema.is_some(),
+                "{} lacks an output schema",
+                tool.name
+            );
             assert!(tool.annotations.is_some());
             assert!(tool.description.as_deref().is_some_and(|d| d.len() > 40));
         }

@@ -44,7 +44,11 @@ impl ChatHandler {
 
     /// Finds (or, for a client that skipped `notifications/initialized`, makes) the session's
     /// participant.
-    fn participant(&self, session: &SessionId, parts: Option<&http::request::Parts>) -> ParticipantKey {
+    fn participant(
+        &self,
+        session: &SessionId,
+        parts: Option<&http::request::Parts>,
+    ) -> ParticipantKey {
         if let Some(who) = self.node.sessions.participant_of(session) {
             return who;
         }
@@ -54,7 +58,12 @@ impl ChatHandler {
     }
 
     /// Binds the session to `who` and starts pushing `who`'s events to it, when a peer is known.
-    fn attach(&self, session: &SessionId, who: &ParticipantKey, peer: Option<rmcp::Peer<RoleServer>>) {
+    fn attach(
+        &self,
+        session: &SessionId,
+        who: &ParticipantKey,
+        peer: Option<rmcp::Peer<RoleServer>>,
+    ) {
         let Some(stop) = self.node.sessions.attach(session, who) else {
             return;
         };
@@ -100,6 +109,9 @@ impl ChatHandler {
             }
             tools::WAIT_FOR_MESSAGE => {
                 let p: tools::WaitForMessageParams = parse(args)?;
+                if let Some(seq) = p.after_seq {
+                    store.set_read_cursor(who, seq).await?;
+                }
                 self.wait_for_message(who, tools::wait_duration(p.timeout_secs), ctx)
                     .await
             }
@@ -173,7 +185,7 @@ impl ChatHandler {
                 {
                     // The host gave up on this call: its answer would be lost, so the events go
                     // back to unread for the next wait.
-                    store.unread_after(who, first.seq - 1).await?;
+                    store.set_read_cursor(who, first.seq - 1).await?;
                 }
                 let status = store.status(who).await?;
                 let output = WaitForMessageOutput {
@@ -237,7 +249,9 @@ impl ServerHandler for ChatHandler {
             .get::<http::request::Parts>()
             .and_then(session_id_of)
             .ok_or_else(no_session)?;
-        self.node.sessions.set_log_rank(&session, log_rank(request.level));
+        self.node
+            .sessions
+            .set_log_rank(&session, log_rank(request.level));
         Ok(())
     }
 
@@ -260,7 +274,10 @@ impl ServerHandler for ChatHandler {
     ) -> Result<CallToolResponse, McpError> {
         if !tools::TOOL_NAMES.contains(&request.name.as_ref()) {
             return Err(McpError::invalid_params(
-                format!("unknown tool {:?}; call tools/list for the chat tools", request.name),
+                format!(
+                    "unknown tool {:?}; call tools/list for the chat tools",
+                    request.name
+                ),
                 None,
             ));
         }
@@ -321,7 +338,10 @@ fn no_session() -> McpError {
 /// reads it and can correct its call.
 fn parse<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ToolError> {
     serde_json::from_value(args).map_err(|e| {
-        ToolError::new(ErrorCode::InvalidArgument, format!("Invalid arguments: {e}."))
+        ToolError::new(
+            ErrorCode::InvalidArgument,
+            format!("Invalid arguments: {e}."),
+        )
     })
 }
 

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
 use mcp_chat::protocol::{IDENTITY_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS};
+use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpService;
+use serde::Deserialize;
 
 use crate::Node;
 use crate::handler::ChatHandler;
@@ -104,12 +106,23 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
                 ),
             );
         };
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(json) => json,
+            Err(e) => {
+                node.metrics.reject(Rejection::Malformed);
+                return jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32700,
+                    &format!("Parse error: the body is not valid JSON ({e})"),
+                );
+            }
+        };
+        if let Err(e) = ClientJsonRpcMessage::deserialize(&json) {
             node.metrics.reject(Rejection::Malformed);
             return jsonrpc_error(
                 StatusCode::BAD_REQUEST,
-                -32700,
-                &format!("Parse error: the body is not valid JSON ({e})"),
+                -32600,
+                &format!("Invalid Request: not a JSON-RPC 2.0 request or notification ({e})"),
             );
         }
         Request::from_parts(parts, Body::from(bytes))
@@ -121,9 +134,9 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
         StatusCode::FORBIDDEN => node.metrics.reject(Rejection::Forbidden),
         StatusCode::NOT_FOUND => node.metrics.reject(Rejection::UnknownSession),
         StatusCode::PAYLOAD_TOO_LARGE => node.metrics.reject(Rejection::BodyTooLarge),
-        StatusCode::BAD_REQUEST | StatusCode::NOT_ACCEPTABLE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            node.metrics.reject(Rejection::Malformed)
-        }
+        StatusCode::BAD_REQUEST
+        | StatusCode::NOT_ACCEPTABLE
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE => node.metrics.reject(Rejection::Malformed),
         _ => {}
     }
     response

@@ -76,10 +76,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     config.validate()?;
-    let store: Arc<dyn ChatStore> =
-        Arc::new(MemoryStore::new(config.inbox_capacity, config.room_capacity));
+    let store: Arc<dyn ChatStore> = Arc::new(MemoryStore::new(
+        config.inbox_capacity,
+        config.room_capacity,
+    ));
     let node = Arc::new(Node {
-        sessions: Arc::new(SessionRegistry::new(config.grace_period, config.idle_timeout)),
+        sessions: Arc::new(SessionRegistry::new(
+            config.grace_period,
+            config.idle_timeout,
+        )),
         limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
@@ -142,7 +147,11 @@ pub async fn serve(
             tracing::info!("shutting down: telling everyone in a room");
             draining.cancel();
             node.shutdown.cancel();
-            if let Err(error) = node.store.close_all_rooms(DisconnectReason::RelayShutdown).await {
+            if let Err(error) = node
+                .store
+                .close_all_rooms(DisconnectReason::RelayShutdown)
+                .await
+            {
                 tracing::warn!(%error, "could not close rooms at shutdown");
             }
             tokio::time::sleep(SHUTDOWN_FLUSH).await;

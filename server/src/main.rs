@@ -23,7 +23,11 @@ struct Args {
 
     /// Host name clients use to reach the relay, accepted in the Host header besides the
     /// loopback names (DNS-rebinding protection). Repeat or separate with commas.
-    #[arg(long = "allowed-host", env = "MCP_CHAT_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-host",
+        env = "MCP_CHAT_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     allowed_hosts: Vec<String>,
 
     /// Accept any Host header. Only behind a reverse proxy that checks Host itself.
@@ -32,7 +36,11 @@ struct Args {
 
     /// Browser origin allowed to call the relay, e.g. https://chat.example.com. Requests
     /// without an Origin header (desktop clients) always pass; others need to be listed.
-    #[arg(long = "allowed-origin", env = "MCP_CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "MCP_CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     allowed_origins: Vec<String>,
 
     /// Require `Authorization: Bearer <token>` on every MCP request (at least 16 characters).

@@ -70,11 +70,29 @@ impl Metrics {
     pub fn render(&self, sessions: usize, counts: &StoreCounts) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        gauge("mcp_chat_sessions", "Open MCP sessions on this node.", "gauge", sessions as u64);
-        gauge("mcp_chat_participants", "Participants known to the store.", "gauge", counts.participants);
-        gauge("mcp_chat_waiting", "Participants waiting in a random queue.", "gauge", counts.waiting);
+        gauge(
+            "mcp_chat_sessions",
+            "Open MCP sessions on this node.",
+            "gauge",
+            sessions as u64,
+        );
+        gauge(
+            "mcp_chat_participants",
+            "Participants known to the store.",
+            "gauge",
+            counts.participants,
+        );
+        gauge(
+            "mcp_chat_waiting",
+            "Participants waiting in a random queue.",
+            "gauge",
+            counts.waiting,
+        );
         gauge("mcp_chat_rooms", "Open rooms.", "gauge", counts.rooms);
         gauge(
             "mcp_chat_messages_relayed_total",

@@ -106,7 +106,9 @@ async fn send(
 ) -> bool {
     match tokio::time::timeout(PUSH_TIMEOUT, sending).await {
         Ok(Ok(())) => {
-            node.metrics.notifications_sent.fetch_add(1, Ordering::Relaxed);
+            node.metrics
+                .notifications_sent
+                .fetch_add(1, Ordering::Relaxed);
             true
         }
         Ok(Err(_)) => false,

@@ -140,7 +140,10 @@ impl SessionRegistry {
 
     /// The participant a session speaks for, if registered.
     pub fn participant_of(&self, id: &str) -> Option<ParticipantKey> {
-        self.lock().sessions.get(id).and_then(|e| e.participant.clone())
+        self.lock()
+            .sessions
+            .get(id)
+            .and_then(|e| e.participant.clone())
     }
 
     /// Binds a session to its participant. If another session held the participant (a client

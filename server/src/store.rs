@@ -15,9 +15,9 @@ mod memory;
 use std::fmt;
 
 use async_trait::async_trait;
+use mcp_chat::ToolError;
 use mcp_chat::events::{ChatEvent, DisconnectReason};
 use mcp_chat::tools::{ChatStatus, GetMessagesOutput, LeaveChatOutput, SendMessageOutput};
-use mcp_chat::ToolError;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -139,9 +139,10 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Takes up to `max` unread events and marks them read.
     async fn read_unread(&self, who: &ParticipantKey, max: usize) -> Result<ReadBatch, ToolError>;
 
-    /// Marks events after `seq` unread again (a `wait_for_message` whose answer could not reach
-    /// its caller gives its events back).
-    async fn unread_after(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
+    /// Moves the read cursor: events after `seq` count as unread, events up to it as read.
+    /// (A client whose earlier answer was lost says what it last saw; a cancelled wait gives its
+    /// events back.) The cursor never moves past the newest event.
+    async fn set_read_cursor(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
 
     /// Events with a sequence number above `seq`, without marking anything read (for pushing).
     async fn events_after(
@@ -167,8 +168,9 @@ pub trait ChatStore: Send + Sync + 'static {
     /// its inbox. Blocks made by an identity-keyed participant outlive it.
     async fn end(&self, who: &ParticipantKey, reason: DisconnectReason) -> Result<(), ToolError>;
 
-    /// Ends every participant (relay shutdown): everyone still in a room is told `reason`.
-    /// Inboxes are kept so the final events can still be read and pushed.
+    /// Closes every room and empties the queues (relay shutdown): every member of a room is
+    /// told `reason` about each other member. Inboxes are kept so the final events can still be
+    /// read and pushed.
     async fn close_all_rooms(&self, reason: DisconnectReason) -> Result<(), ToolError>;
 
     /// Current numbers.

@@ -42,7 +42,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; keep serving the other participants
         // rather than poisoning the whole relay.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -322,7 +324,8 @@ impl State {
                     .map(|m| m.name.clone())
                     .unwrap_or_default();
                 room.members.retain(|m| &m.key != who);
-                let others: Vec<ParticipantKey> = room.members.iter().map(|m| m.key.clone()).collect();
+                let others: Vec<ParticipantKey> =
+                    room.members.iter().map(|m| m.key.clone()).collect();
                 // A random match is a conversation between two: it ends when either side goes.
                 // A private room stays open for whoever is still in it.
                 let room_closed = room.kind == RoomKind::Random || others.is_empty();
@@ -371,7 +374,10 @@ impl State {
             }
         }
         let Some(partner) = partner else {
-            self.queues.entry(topic.clone()).or_default().push_back(who.clone());
+            self.queues
+                .entry(topic.clone())
+                .or_default()
+                .push_back(who.clone());
             self.participant(who).place = Place::Waiting(topic);
             return self.status(who);
         };
@@ -383,7 +389,10 @@ impl State {
         }
         let room_ref = RoomRef::Random(new_random_room_id());
         let partner_name = self.participant(&partner).display_name.clone();
-        let my_name = unique_name(&self.participant(who).display_name, &[partner_name.as_str()]);
+        let my_name = unique_name(
+            &self.participant(who).display_name,
+            &[partner_name.as_str()],
+        );
         let room = Room {
             kind: RoomKind::Random,
             topic: topic.clone(),
@@ -587,7 +596,8 @@ impl ChatStore for MemoryStore {
 
     async fn leave(&self, who: &ParticipantKey, block: bool) -> Result<LeaveChatOutput, ToolError> {
         let mut state = self.lock();
-        let (left, room_id, others) = state.vacate(who, DisconnectReason::Left, self.inbox_capacity);
+        let (left, room_id, others) =
+            state.vacate(who, DisconnectReason::Left, self.inbox_capacity);
         let mut blocked = 0;
         if block {
             for other in &others {
@@ -637,10 +647,10 @@ impl ChatStore for MemoryStore {
         })
     }
 
-    async fn unread_after(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+    async fn set_read_cursor(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
         let mut state = self.lock();
         if let Some(p) = state.participants.get_mut(who) {
-            p.inbox.read_through = p.inbox.read_through.min(seq);
+            p.inbox.read_through = seq.min(p.inbox.last_seq);
         }
         Ok(())
     }
@@ -751,9 +761,31 @@ impl ChatStore for MemoryStore {
 
     async fn close_all_rooms(&self, reason: DisconnectReason) -> Result<(), ToolError> {
         let mut state = self.lock();
-        let keys: Vec<ParticipantKey> = state.participants.keys().cloned().collect();
-        for key in keys {
-            state.vacate(&key, reason, self.inbox_capacity);
+        let rooms: Vec<(RoomRef, Vec<Member>)> = state
+            .rooms
+            .drain()
+            .map(|(room_ref, room)| (room_ref, room.members))
+            .collect();
+        for (room_ref, members) in rooms {
+            // Every member hears about every other member: nobody is left in a room.
+            for member in &members {
+                for other in members.iter().filter(|o| o.key != member.key) {
+                    state.deliver(
+                        &member.key,
+                        room_ref.id(),
+                        EventBody::PartnerDisconnected {
+                            partner_name: other.name.clone(),
+                            reason,
+                            room_closed: true,
+                        },
+                        self.inbox_capacity,
+                    );
+                }
+            }
+        }
+        state.queues.clear();
+        for p in state.participants.values_mut() {
+            p.place = Place::Idle;
         }
         Ok(())
     }
@@ -808,22 +840,36 @@ mod tests {
         assert_eq!(left.blocked, 1);
         store.enter_queue(&a, "A".into(), None).await.unwrap();
         let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
-        assert_eq!(s.state, ChatState::Waiting, "a and b must not be paired again");
+        assert_eq!(
+            s.state,
+            ChatState::Waiting,
+            "a and b must not be paired again"
+        );
         assert_eq!(s.position, Some(2));
         let s = store.enter_queue(&c, "C".into(), None).await.unwrap();
-        assert_eq!(s.partner_name.as_deref(), Some("A"), "c pairs with the first in line");
+        assert_eq!(
+            s.partner_name.as_deref(),
+            Some("A"),
+            "c pairs with the first in line"
+        );
     }
 
     #[tokio::test]
     async fn duplicate_names_in_a_room_are_told_apart() {
         let store = MemoryStore::new(16, 3);
         for n in ["a", "b", "c"] {
-            store.join_room(&key(n), "Sam".into(), "r".into()).await.unwrap();
+            store
+                .join_room(&key(n), "Sam".into(), "r".into())
+                .await
+                .unwrap();
         }
         let s = store.status(&key("c")).await.unwrap();
         assert_eq!(s.display_name, "Sam (3)");
         assert_eq!(s.members, vec!["Sam", "Sam (2)"]);
-        let err = store.join_room(&key("d"), "D".into(), "r".into()).await.unwrap_err();
+        let err = store
+            .join_room(&key("d"), "D".into(), "r".into())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::RoomFull);
     }
 
@@ -834,7 +880,10 @@ mod tests {
         store.join_room(&a, "A".into(), "r".into()).await.unwrap();
         store.join_room(&b, "B".into(), "r".into()).await.unwrap();
         for i in 1..=5 {
-            store.send_message(if i % 2 == 0 { &a } else { &b }, format!("m{i}")).await.unwrap();
+            store
+                .send_message(if i % 2 == 0 { &a } else { &b }, format!("m{i}"))
+                .await
+                .unwrap();
         }
         let newest = store.transcript(&a, None, 2).await.unwrap();
         let seqs: Vec<u64> = newest.messages.iter().map(|m| m.message_seq).collect();

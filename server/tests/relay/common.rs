@@ -1,0 +1,433 @@
+//! Test harness: a relay on 127.0.0.1 port 0, rmcp clients as participants, and a raw HTTP
+//! client for what a well-behaved client never sends.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mcp_chat::ToolError;
+use mcp_chat_relay::RelayConfig;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CustomNotification,
+    Implementation, LoggingMessageNotificationParam,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long a test waits for something that should happen promptly.
+pub const PROMPT: Duration = Duration::from_secs(5);
+
+/// A relay served in this process on a real loopback socket.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), mcp_chat_relay::RelayError>>>,
+}
+
+/// Settings that keep tests fast: short grace period and sweep, generous rate limit.
+pub fn test_config() -> RelayConfig {
+    RelayConfig {
+        grace_period: Duration::from_secs(1),
+        sweep_interval: Duration::from_millis(100),
+        rate_per_sec: 1000.0,
+        rate_burst: 1000,
+        ..RelayConfig::default()
+    }
+}
+
+impl TestRelay {
+    /// Starts a relay with [`test_config`].
+    pub async fn start() -> Self {
+        Self::start_with(test_config()).await
+    }
+
+    /// Starts a relay with `config`.
+    pub async fn start_with(config: RelayConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(mcp_chat_relay::serve(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            url: format!("http://{addr}/mcp"),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the relay and waits for it to return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("relay stops within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// GETs a path of the relay (e.g. `/healthz`) and returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Something the relay pushed to a client.
+#[derive(Debug, Clone)]
+pub enum Pushed {
+    /// A custom notification (`chatroom.found`, ...).
+    Custom { method: String, params: Value },
+    /// An MCP logging notification.
+    Log(LoggingMessageNotificationParam),
+}
+
+/// Client handler that records every push.
+#[derive(Clone)]
+pub struct Recorder {
+    pushes: mpsc::UnboundedSender<Pushed>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.pushes.send(Pushed::Custom {
+            method: notification.method,
+            params: notification.params.unwrap_or(Value::Null),
+        });
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.pushes.send(Pushed::Log(params));
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("relay-test", "0"),
+        )
+    }
+}
+
+/// One participant: an rmcp Streamable HTTP client session with the relay.
+pub struct Chatter {
+    pub service: RunningService<RoleClient, Recorder>,
+    pushes: mpsc::UnboundedReceiver<Pushed>,
+}
+
+impl Chatter {
+    /// Connects a participant without an identity token.
+    pub async fn connect(url: &str) -> Self {
+        Self::connect_with(url, HashMap::new(), None).await
+    }
+
+    /// Connects a participant that presents `token` in the identity header.
+    pub async fn connect_as(url: &str, token: &str) -> Self {
+        let mut headers = HashMap::new();
+        headers.insert(
+            http::HeaderName::from_static(mcp_chat::protocol::IDENTITY_HEADER),
+            http::HeaderValue::from_str(token).unwrap(),
+        );
+        Self::connect_with(url, headers, None).await
+    }
+
+    /// Connects with extra headers and an optional bearer token.
+    pub async fn connect_with(
+        url: &str,
+        headers: HashMap<http::HeaderName, http::HeaderValue>,
+        bearer: Option<&str>,
+    ) -> Self {
+        Self::try_connect(url, headers, bearer)
+            .await
+            .expect("connects to the relay")
+    }
+
+    /// Like [`Self::connect_with`], but returns the error.
+    pub async fn try_connect(
+        url: &str,
+        headers: HashMap<http::HeaderName, http::HeaderValue>,
+        bearer: Option<&str>,
+    ) -> Result<Self, String> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+        if let Some(token) = bearer {
+            config = config.auth_header(token);
+        }
+        let transport = StreamableHttpClientTransport::from_config(config);
+        let (tx, pushes) = mpsc::unbounded_channel();
+        let service = Recorder { pushes: tx }
+            .serve(transport)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self { service, pushes })
+    }
+
+    /// Calls a tool and returns the raw result (protocol errors panic).
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        self.try_call(tool, args)
+            .await
+            .expect("tools/call answered")
+    }
+
+    /// Calls a tool; protocol errors are returned.
+    pub async fn try_call(&self, tool: &str, args: Value) -> Result<CallToolResult, String> {
+        let Value::Object(args) = args else {
+            panic!("tool arguments must be an object");
+        };
+        self.service
+            .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Calls a tool that must succeed and decodes its structured content.
+    pub async fn ok<T: DeserializeOwned>(&self, tool: &str, args: Value) -> T {
+        let result = self.call(tool, args).await;
+        assert_ne!(result.is_error, Some(true), "{tool} failed: {result:?}");
+        serde_json::from_value(result.structured_content.expect("structured content"))
+            .expect("structured content matches the contract")
+    }
+
+    /// Calls a tool that must fail with a tool error, and decodes the error.
+    pub async fn err(&self, tool: &str, args: Value) -> ToolError {
+        let result = self.call(tool, args).await;
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "{tool} should fail: {result:?}"
+        );
+        serde_json::from_value(result.structured_content.expect("structured error"))
+            .expect("structured error matches the contract")
+    }
+
+    /// Waits for the next custom notification with this method, returning its params. Logging
+    /// notifications and other methods are skipped.
+    pub async fn pushed(&mut self, method: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PROMPT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.pushes.recv()).await {
+                Ok(Some(Pushed::Custom { method: m, params })) if m == method => return params,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("push channel closed while waiting for {method}"),
+                Err(_) => panic!("no {method} notification within {PROMPT:?}"),
+            }
+        }
+    }
+
+    /// Every push received so far (without waiting).
+    pub fn drain_pushes(&mut self) -> Vec<Pushed> {
+        let mut out = Vec::new();
+        while let Ok(p) = self.pushes.try_recv() {
+            out.push(p);
+        }
+        out
+    }
+
+    /// Pings the relay every `every` in the background, as the bridge does, until the returned
+    /// task is aborted or the session ends.
+    pub fn keep_alive(&self, every: Duration) -> JoinHandle<()> {
+        let peer = self.service.peer().clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let ping = rmcp::model::ClientRequest::PingRequest(Default::default());
+                if peer.send_request(ping).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Ends the session cleanly (HTTP DELETE).
+    pub async fn close(self) {
+        let _ = self.service.cancel().await;
+    }
+}
+
+/// Enters two participants in the queue so that they are paired; returns the room id.
+pub async fn pair(a: &mut Chatter, b: &mut Chatter) -> String {
+    let first: Value = a.ok("enter_queue", json!({ "display_name": "Ada" })).await;
+    assert_eq!(first["state"], "waiting");
+    let second: Value = b.ok("enter_queue", json!({ "display_name": "Bob" })).await;
+    assert_eq!(second["state"], "in_room");
+    let room = second["room_id"].as_str().unwrap().to_owned();
+    let found = a.pushed("chatroom.found").await;
+    assert_eq!(found["room_id"], room.as_str());
+    b.pushed("chatroom.found").await;
+    room
+}
+
+/// A bare HTTP client speaking JSON-RPC by hand, for requests a real client never makes and
+/// for vanishing without a DELETE.
+pub struct RawClient {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A raw response: status, headers and the JSON-RPC messages found in the body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The JSON-RPC messages of the body, whether plain JSON or SSE `data:` lines.
+    pub fn messages(&self) -> Vec<Value> {
+        if let Ok(v) = serde_json::from_str::<Value>(&self.body) {
+            return vec![v];
+        }
+        self.body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    }
+}
+
+impl RawClient {
+    pub fn new(url: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            session: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header to every request.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, &self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(id) = &self.session {
+            req = req
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    /// POSTs a raw body.
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> RawResponse {
+        let response = self
+            .request(reqwest::Method::POST)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        RawResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POSTs one JSON-RPC message.
+    pub async fn post(&self, message: Value) -> RawResponse {
+        self.post_raw(message.to_string()).await
+    }
+
+    /// `initialize` + `notifications/initialized`; remembers the session id.
+    pub async fn initialize(&mut self) -> RawResponse {
+        let response = self
+            .post(json!({
+                "jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": { "name": "raw-test", "version": "0" }
+                }
+            }))
+            .await;
+        assert_eq!(response.status, 200, "initialize: {response:?}");
+        self.session = response
+            .headers
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let ack = self
+            .post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .await;
+        assert_eq!(ack.status, 202, "initialized: {ack:?}");
+        response
+    }
+
+    /// Calls a tool and returns the JSON-RPC result object.
+    pub async fn call(&self, id: u64, tool: &str, args: Value) -> Value {
+        let response = self
+            .post(json!({
+                "jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": { "name": tool, "arguments": args }
+            }))
+            .await;
+        assert_eq!(response.status, 200, "{tool}: {response:?}");
+        response
+            .messages()
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no answer to {tool}: {response:?}"))
+    }
+
+    /// Opens the standalone GET stream and returns the live response (drop it to disconnect).
+    pub async fn open_stream(&self) -> reqwest::Response {
+        let response = self.request(reqwest::Method::GET).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response
+    }
+
+    /// Sends a DELETE for the session.
+    pub async fn delete(&self) -> u16 {
+        self.request(reqwest::Method::DELETE)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}

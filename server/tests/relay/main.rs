@@ -1,0 +1,14 @@
+#![allow(deprecated)] // MCP logging is deprecated (SEP-2577) but is what desktop hosts show.
+
+//! Integration tests of the relay: real HTTP on 127.0.0.1, rmcp clients as participants.
+//!
+//! One test binary (one link) with a module per behaviour.
+
+mod common;
+
+mod abuse;
+mod chat;
+mod liveness;
+mod matching;
+mod shutdown;
+mod waiting;
