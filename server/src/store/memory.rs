@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use mcp_chat::events::{ChatEvent, DisconnectReason, EventBody, RoomKind};
@@ -73,9 +73,14 @@ struct State {
     /// Who blocked whom, with when the block was made. Blocks go both ways: both sides get an
     /// entry.
     blocks: HashMap<ParticipantKey, Vec<(ParticipantKey, Instant)>>,
+    /// When expired blocks were last purged from `blocks`.
+    blocks_purged: Option<Instant>,
     messages_relayed: u64,
     events_dropped: u64,
 }
+
+/// How often the whole block list is purged of expired entries.
+const BLOCK_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Participant {
@@ -189,6 +194,22 @@ impl State {
         };
         list.retain(|(_, at)| at.elapsed() < BLOCK_TTL);
         list.iter().any(|(k, _)| k == b)
+    }
+
+    /// Drops expired blocks (and participants left with none), at most once per
+    /// [`BLOCK_PURGE_INTERVAL`], so blocks of participants who never come back do not pile up.
+    fn purge_expired_blocks(&mut self) {
+        if self
+            .blocks_purged
+            .is_some_and(|at| at.elapsed() < BLOCK_PURGE_INTERVAL)
+        {
+            return;
+        }
+        self.blocks_purged = Some(Instant::now());
+        self.blocks.retain(|_, list| {
+            list.retain(|(_, at)| at.elapsed() < BLOCK_TTL);
+            !list.is_empty()
+        });
     }
 
     fn add_block(&mut self, a: &ParticipantKey, b: &ParticipantKey) {
@@ -746,6 +767,7 @@ impl ChatStore for MemoryStore {
         state.vacate(who, reason, self.inbox_capacity);
         // Dropping the participant drops its watch sender, which wakes and ends every waiter.
         state.participants.remove(who);
+        state.purge_expired_blocks();
         if !who.is_identity() {
             // A session-keyed participant can never come back, so its blocks are moot.
             if let Some(list) = state.blocks.remove(who) {
