@@ -41,14 +41,18 @@ pub async fn run_pusher(
     stop: CancellationToken,
 ) {
     let mut changes = node.store.watch(&who);
-    // Events from before this session attached are read with wait_for_message; pushing starts
-    // with what happens from now on.
-    let mut pushed = *changes.borrow_and_update();
+    changes.borrow_and_update();
+    // Resume after the last event pushed to any session of this participant: a client that
+    // comes back with a new session gets what happened while it was away.
+    let mut pushed = match node.store.pushed_through(&who).await {
+        Ok(seq) => seq,
+        Err(error) => {
+            tracing::warn!(%error, "pusher could not read the inbox");
+            return;
+        }
+    };
+    let mut closed = false;
     loop {
-        let closed = tokio::select! {
-            _ = stop.cancelled() => return,
-            changed = changes.changed() => changed.is_err(),
-        };
         loop {
             let events = match node.store.events_after(&who, pushed, PUSH_BATCH).await {
                 Ok(events) => events,
@@ -61,7 +65,6 @@ pub async fn run_pusher(
                 break;
             }
             for event in events {
-                pushed = event.seq;
                 if stop.is_cancelled() {
                     return;
                 }
@@ -69,11 +72,17 @@ pub async fn run_pusher(
                 if !push_event(&node, &peer, &event, log).await {
                     return;
                 }
+                pushed = event.seq;
+                let _ = node.store.mark_pushed(&who, pushed).await;
             }
         }
         if closed {
             return;
         }
+        closed = tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => changed.is_err(),
+        };
     }
 }
 

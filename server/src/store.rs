@@ -152,6 +152,14 @@ pub trait ChatStore: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<ChatEvent>, ToolError>;
 
+    /// The newest event already pushed to one of the participant's sessions (0 for none). A
+    /// session that takes the participant over resumes pushing after it, so events that arrived
+    /// while the participant had no session are pushed on its return.
+    async fn pushed_through(&self, who: &ParticipantKey) -> Result<u64, ToolError>;
+
+    /// Records that events up to `seq` were pushed.
+    async fn mark_pushed(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
+
     /// The room transcript: messages after `since` (or the newest ones), at most `limit`.
     async fn transcript(
         &self,

@@ -104,6 +104,7 @@ struct Inbox {
     events: VecDeque<ChatEvent>,
     last_seq: u64,
     read_through: u64,
+    pushed_through: u64,
     missed: u64,
 }
 
@@ -696,6 +697,22 @@ impl ChatStore for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn pushed_through(&self, who: &ParticipantKey) -> Result<u64, ToolError> {
+        Ok(self
+            .lock()
+            .participants
+            .get(who)
+            .map(|p| p.inbox.pushed_through)
+            .unwrap_or(0))
+    }
+
+    async fn mark_pushed(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+        if let Some(p) = self.lock().participants.get_mut(who) {
+            p.inbox.pushed_through = p.inbox.pushed_through.max(seq.min(p.inbox.last_seq));
+        }
+        Ok(())
     }
 
     async fn transcript(
