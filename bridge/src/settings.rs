@@ -1,0 +1,398 @@
+//! Where the bridge's settings come from, resolved into one validated [`Settings`].
+//!
+//! Precedence: command-line flags > environment (`MCP_CHAT_*`) > `config.toml` in the platform
+//! config directory > defaults. Secrets (the relay's access token, extra headers) never come from
+//! the command line, which other local users can read: only from the environment or files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Relay used when nothing else is configured: one on this machine.
+pub const DEFAULT_RELAY_URL: &str = "http://127.0.0.1:8080/mcp";
+
+/// Environment variable: relay URL.
+pub const ENV_RELAY: &str = "MCP_CHAT_RELAY";
+/// Environment variable: default display name.
+pub const ENV_DISPLAY_NAME: &str = "MCP_CHAT_DISPLAY_NAME";
+/// Environment variable: bearer token for a private relay.
+pub const ENV_ACCESS_TOKEN: &str = "MCP_CHAT_ACCESS_TOKEN";
+/// Environment variable: extra request headers, `Name: value` pairs separated by newlines or `;`.
+pub const ENV_HEADERS: &str = "MCP_CHAT_HEADERS";
+/// Environment variable: PEM file of extra CA certificates to trust.
+pub const ENV_CA_BUNDLE: &str = "MCP_CHAT_CA_BUNDLE";
+/// Environment variable: use a fresh in-memory identity (`1`/`true`).
+pub const ENV_EPHEMERAL: &str = "MCP_CHAT_EPHEMERAL";
+/// Environment variable: overrides the config directory (config.toml and the identity file).
+pub const ENV_CONFIG_DIR: &str = "MCP_CHAT_CONFIG_DIR";
+/// Environment variable: overrides the directory of the log file.
+pub const ENV_LOG_DIR: &str = "MCP_CHAT_LOG_DIR";
+/// Environment variable: seconds between pings to the relay.
+pub const ENV_PING_SECS: &str = "MCP_CHAT_PING_SECS";
+
+/// What the command line said (only non-secret settings are flags).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    /// `--relay`.
+    pub relay: Option<String>,
+    /// `--display-name`.
+    pub display_name: Option<String>,
+    /// `--ephemeral`.
+    pub ephemeral: bool,
+}
+
+/// The optional `config.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Relay URL.
+    pub relay: Option<String>,
+    /// Default display name.
+    pub display_name: Option<String>,
+    /// Use a fresh identity each run.
+    pub ephemeral: Option<bool>,
+    /// File holding the relay's access token (first line).
+    pub access_token_file: Option<PathBuf>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// PEM file of extra CA certificates.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Settings that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The relay URL does not parse or is not http(s).
+    #[error("relay URL {0:?} must be an http:// or https:// URL, e.g. {DEFAULT_RELAY_URL}")]
+    RelayUrl(String),
+    /// config.toml is unreadable or malformed.
+    #[error("cannot use {path}: {reason}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A header is malformed.
+    #[error("header {0:?} must look like `Name: value` with a valid name and value")]
+    Header(String),
+    /// A header the bridge sets itself.
+    #[error("header {0:?} is set by the bridge and cannot be overridden")]
+    ReservedHeader(String),
+    /// No platform directory could be found (no home directory).
+    #[error("cannot find a config directory; set {ENV_CONFIG_DIR}")]
+    NoConfigDir,
+    /// A file named by a setting is unreadable.
+    #[error("cannot read {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Where the bridge keeps its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paths {
+    /// Directory of `config.toml` and the identity file.
+    pub config_dir: PathBuf,
+    /// Directory of the log file.
+    pub log_dir: PathBuf,
+}
+
+impl Paths {
+    /// The platform's directories (e.g. `~/.config/mcp-chat` on Linux), or the overrides from the
+    /// environment.
+    pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let dirs = directories::ProjectDirs::from("", "", "mcp-chat");
+        let config_dir = env(ENV_CONFIG_DIR)
+            .map(PathBuf::from)
+            .or_else(|| dirs.as_ref().map(|d| d.config_dir().to_path_buf()))
+            .ok_or(SettingsError::NoConfigDir)?;
+        let log_dir = env(ENV_LOG_DIR)
+            .map(PathBuf::from)
+            .or_else(|| {
+                dirs.as_ref()
+                    .map(|d| d.state_dir().unwrap_or(d.data_local_dir()).join("logs"))
+            })
+            .unwrap_or_else(|| config_dir.join("logs"));
+        Ok(Self {
+            config_dir,
+            log_dir,
+        })
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    /// The anonymous identity token.
+    pub fn identity_file(&self) -> PathBuf {
+        self.config_dir.join("identity")
+    }
+
+    /// The log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.log_dir.join("mcp-chat-bridge.log")
+    }
+}
+
+/// Everything the bridge needs, resolved and checked.
+#[derive(Clone)]
+pub struct Settings {
+    /// The relay's MCP endpoint.
+    pub relay_url: String,
+    /// Where each setting of `relay_url` came from, for `mcp-chat-bridge config`.
+    pub relay_source: &'static str,
+    /// Display name added to `enter_queue`/`join_room` calls that give none.
+    pub display_name: Option<String>,
+    /// Use a fresh in-memory identity instead of the stored one.
+    pub ephemeral: bool,
+    /// Bearer token for the relay.
+    pub access_token: Option<String>,
+    /// Extra request headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_bundle: Option<PathBuf>,
+    /// Files and directories.
+    pub paths: Paths,
+    /// Time between pings to the relay (keeps the session alive and notices a restart).
+    pub ping_interval: Duration,
+    /// Longest a tool call waits for a connection before failing.
+    pub connect_wait: Duration,
+    /// Longest `tools/list` waits for the first connection before answering from the contract.
+    pub list_wait: Duration,
+    /// Time between progress notifications during a long call.
+    pub progress_interval: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("relay_url", &self.relay_url)
+            .field("display_name", &self.display_name)
+            .field("ephemeral", &self.ephemeral)
+            .field("access_token", &self.access_token.as_ref().map(|_| "<set>"))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            )
+            .field("paths", &self.paths)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Resolves settings from flags, an environment lookup and the config file in `paths`.
+    pub fn resolve(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        paths: Paths,
+    ) -> Result<Self, SettingsError> {
+        let file = load_config_file(&paths.config_file())?;
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+
+        let (relay_url, relay_source) = if let Some(url) = nonempty(flags.relay.clone()) {
+            (url, "--relay")
+        } else if let Some(url) = nonempty(env(ENV_RELAY)) {
+            (url, ENV_RELAY)
+        } else if let Some(url) = nonempty(file.relay.clone()) {
+            (url, "config.toml")
+        } else {
+            (DEFAULT_RELAY_URL.to_owned(), "default")
+        };
+        let relay_url = relay_url.trim().to_owned();
+        let parsed: http::Uri = relay_url
+            .parse()
+            .map_err(|_| SettingsError::RelayUrl(relay_url.clone()))?;
+        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+            return Err(SettingsError::RelayUrl(relay_url));
+        }
+
+        let display_name = nonempty(flags.display_name.clone())
+            .or_else(|| nonempty(env(ENV_DISPLAY_NAME)))
+            .or_else(|| nonempty(file.display_name.clone()));
+        let ephemeral = flags.ephemeral
+            || env(ENV_EPHEMERAL).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+            || file.ephemeral.unwrap_or(false);
+
+        let access_token = match nonempty(env(ENV_ACCESS_TOKEN)) {
+            Some(token) => Some(token.trim().to_owned()),
+            None => match &file.access_token_file {
+                Some(path) => Some(read_first_line(path)?),
+                None => None,
+            },
+        };
+
+        let mut headers = Vec::new();
+        for (name, value) in &file.headers {
+            headers.push(parse_header(name, value)?);
+        }
+        if let Some(raw) = env(ENV_HEADERS) {
+            for pair in raw.split(['\n', ';']).filter(|p| !p.trim().is_empty()) {
+                let (name, value) = pair
+                    .split_once(':')
+                    .ok_or_else(|| SettingsError::Header(pair.trim().to_owned()))?;
+                headers.push(parse_header(name, value)?);
+            }
+        }
+
+        let ca_bundle = env(ENV_CA_BUNDLE).map(PathBuf::from).or(file.ca_bundle.clone());
+        let ping_interval = env(ENV_PING_SECS)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(30));
+
+        Ok(Self {
+            relay_url,
+            relay_source,
+            display_name,
+            ephemeral,
+            access_token,
+            headers,
+            ca_bundle,
+            paths,
+            ping_interval,
+            connect_wait: Duration::from_secs(10),
+            list_wait: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(10),
+        })
+    }
+}
+
+fn load_config_file(path: &Path) -> Result<ConfigFile, SettingsError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+        Err(e) => {
+            return Err(SettingsError::ConfigFile {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| SettingsError::ConfigFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn read_first_line(path: &Path) -> Result<String, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(text.lines().next().unwrap_or("").trim().to_owned())
+}
+
+fn parse_header(
+    name: &str,
+    value: &str,
+) -> Result<(http::HeaderName, http::HeaderValue), SettingsError> {
+    let bad = || SettingsError::Header(format!("{}: {}", name.trim(), value.trim()));
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+    let value = http::HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+    let reserved = [
+        mcp_chat::protocol::IDENTITY_HEADER,
+        "accept",
+        "mcp-session-id",
+        "last-event-id",
+        "content-type",
+    ];
+    if reserved.contains(&name.as_str()) {
+        return Err(SettingsError::ReservedHeader(name.as_str().to_owned()));
+    }
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        Paths {
+            config_dir: dir.to_owned(),
+            log_dir: dir.join("logs"),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mcp-chat-settings-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_default() {
+        let dir = temp_dir("precedence");
+        let none = |_: &str| None;
+        let s = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap();
+        assert_eq!((s.relay_url.as_str(), s.relay_source), (DEFAULT_RELAY_URL, "default"));
+
+        std::fs::write(dir.join("config.toml"), "relay = \"https://file.example/mcp\"\n").unwrap();
+        let s = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap();
+        assert_eq!(s.relay_url, "https://file.example/mcp");
+
+        let env = |k: &str| (k == ENV_RELAY).then(|| "https://env.example/mcp".to_owned());
+        let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
+        assert_eq!(s.relay_url, "https://env.example/mcp");
+
+        let flags = Flags {
+            relay: Some("http://flag.example:9/mcp".into()),
+            ..Flags::default()
+        };
+        let s = Settings::resolve(&flags, &env, paths(&dir)).unwrap();
+        assert_eq!((s.relay_url.as_str(), s.relay_source), ("http://flag.example:9/mcp", "--relay"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_clearly() {
+        let dir = temp_dir("bad");
+        let flags = Flags {
+            relay: Some("ftp://x".into()),
+            ..Flags::default()
+        };
+        assert!(matches!(
+            Settings::resolve(&flags, &|_| None, paths(&dir)),
+            Err(SettingsError::RelayUrl(_))
+        ));
+        let env = |k: &str| (k == ENV_HEADERS).then(|| "Mcp-Chat-Identity: x".to_owned());
+        assert!(matches!(
+            Settings::resolve(&Flags::default(), &env, paths(&dir)),
+            Err(SettingsError::ReservedHeader(_))
+        ));
+        std::fs::write(dir.join("config.toml"), "relay = [").unwrap();
+        assert!(matches!(
+            Settings::resolve(&Flags::default(), &|_| None, paths(&dir)),
+            Err(SettingsError::ConfigFile { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_files() {
+        let dir = temp_dir("secrets");
+        std::fs::write(dir.join("token"), "file-token\n").unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "access_token_file = {:?}\n[headers]\nX-Team = \"blue\"\n",
+                dir.join("token")
+            ),
+        )
+        .unwrap();
+        let s = Settings::resolve(&Flags::default(), &|_| None, paths(&dir)).unwrap();
+        assert_eq!(s.access_token.as_deref(), Some("file-token"));
+        assert_eq!(s.headers[0].0.as_str(), "x-team");
+        let env = |k: &str| (k == ENV_ACCESS_TOKEN).then(|| "env-token".to_owned());
+        let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
+        assert_eq!(s.access_token.as_deref(), Some("env-token"));
+        assert!(!format!("{s:?}").contains("env-token"), "secrets stay out of debug output");
+    }
+}

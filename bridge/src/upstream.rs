@@ -1,0 +1,354 @@
+//! The relay side: one MCP Streamable HTTP client connection, kept alive and re-made.
+//!
+//! The connection task owns rmcp's client transport and passes raw JSON-RPC messages both ways,
+//! so every server message (custom notifications, progress, sampling requests) reaches the host
+//! unchanged and in order. It also owns the connection's health:
+//!
+//! - it makes the MCP handshake itself (the host was already answered, instantly);
+//! - it pings the relay every ping interval: that keeps the relay's idle reaper away and is the
+//!   only way to notice a restarted relay, because rmcp's client re-initializes an expired
+//!   session on a POST, never from its GET stream alone;
+//! - when a ping or the handshake fails it reports the connection lost and retries with capped
+//!   exponential backoff and jitter; when the transport itself ends it builds a new one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::common::client_side_sse::ExponentialBackoff;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, Transport};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::Settings;
+
+/// Prefix of the ids of requests the bridge makes on its own (never forwarded to the host).
+pub const INTERNAL_ID_PREFIX: &str = "mcp-chat-bridge-";
+
+/// Longest the handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one message may take to be accepted by the relay.
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a ping may go unanswered.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// First retry delay after a failure; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What the connection task reports to the bridge.
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    /// The relay answered the handshake (or answers again after being lost).
+    Connected {
+        /// The relay's `initialize` result.
+        server: Value,
+        /// True when this follows a loss.
+        restored: bool,
+    },
+    /// The relay cannot be reached or stopped answering.
+    Lost {
+        /// Why, in words for a person.
+        cause: String,
+    },
+    /// A message from the relay.
+    Message(Value),
+    /// A message from the host could not be delivered to the relay.
+    SendFailed {
+        /// The JSON-RPC id of the failed request, if it was one.
+        id: Option<Value>,
+        /// Why.
+        cause: String,
+    },
+}
+
+/// Runs the relay connection until `shutdown`, then ends the relay session (HTTP DELETE).
+pub async fn run(
+    settings: Arc<Settings>,
+    identity: String,
+    init_params: Value,
+    events: mpsc::Sender<UpstreamEvent>,
+    mut outgoing: mpsc::Receiver<Value>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    let mut was_connected = false;
+    let mut ping_counter = 0u64;
+    'connect: loop {
+        let mut transport = match build_transport(&settings, &identity) {
+            Ok(t) => t,
+            Err(cause) => {
+                let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                if sleep_or_shutdown(backoff.next(), &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let handshake = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, &init_params)) => result,
+        };
+        let server = match handshake {
+            Ok(Ok(server)) => server,
+            Ok(Err(cause)) => {
+                let _ = transport.close().await;
+                let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                if sleep_or_shutdown(backoff.next(), &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => {
+                let _ = transport.close().await;
+                let cause = format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}");
+                let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                if sleep_or_shutdown(backoff.next(), &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        let _ = events
+            .send(UpstreamEvent::Connected {
+                server: server.clone(),
+                restored: was_connected,
+            })
+            .await;
+        was_connected = true;
+
+        let (failures_tx, mut failures) = mpsc::channel::<(Option<Value>, String)>(64);
+        let mut healthy = true;
+        let mut outstanding_ping: Option<(String, Instant)> = None;
+        let mut next_ping = tokio::time::Instant::now() + settings.ping_interval;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Closing the transport sends DELETE: the partner learns at once.
+                    let _ = tokio::time::timeout(Duration::from_secs(3), transport.close()).await;
+                    return;
+                }
+                message = transport.receive() => {
+                    let Some(message) = message else {
+                        let cause = "the connection to the relay closed".to_owned();
+                        let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                        break;
+                    };
+                    let Ok(value) = serde_json::to_value(&message) else { continue };
+                    let id = value.get("id").and_then(Value::as_str).unwrap_or("");
+                    if id.starts_with(INTERNAL_ID_PREFIX) && id.contains("-ping-") {
+                        if outstanding_ping.as_ref().is_some_and(|(p, _)| p == id) {
+                            outstanding_ping = None;
+                            if !healthy {
+                                healthy = true;
+                                backoff.reset();
+                                let _ = events
+                                    .send(UpstreamEvent::Connected { server: server.clone(), restored: true })
+                                    .await;
+                            }
+                        }
+                        continue;
+                    }
+                    let _ = events.send(UpstreamEvent::Message(value)).await;
+                }
+                Some(value) = outgoing.recv() => {
+                    send(&mut transport, value, &failures_tx);
+                }
+                Some((id, cause)) = failures.recv() => {
+                    let is_ping = id
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.starts_with(INTERNAL_ID_PREFIX) && s.contains("-ping-"));
+                    if is_ping {
+                        outstanding_ping = None;
+                        if healthy {
+                            healthy = false;
+                            let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                        }
+                        // Try again soon, backing off, to notice the relay's return.
+                        next_ping = tokio::time::Instant::now() + backoff.next();
+                    } else {
+                        let _ = events.send(UpstreamEvent::SendFailed { id, cause }).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(next_ping) => {
+                    if let Some((_, sent)) = &outstanding_ping {
+                        if sent.elapsed() < PING_TIMEOUT {
+                            next_ping = tokio::time::Instant::now() + Duration::from_millis(250);
+                            continue;
+                        }
+                        if healthy {
+                            healthy = false;
+                            let cause = format!("the relay did not answer a ping within {PING_TIMEOUT:?}");
+                            let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                        }
+                    }
+                    ping_counter += 1;
+                    let id = format!("{INTERNAL_ID_PREFIX}ping-{ping_counter}");
+                    send(&mut transport, json!({ "jsonrpc": "2.0", "id": id, "method": "ping" }), &failures_tx);
+                    outstanding_ping = Some((id, Instant::now()));
+                    let wait = if healthy { settings.ping_interval } else { backoff.next() };
+                    next_ping = tokio::time::Instant::now() + wait;
+                }
+            }
+        }
+        let _ = transport.close().await;
+        if sleep_or_shutdown(backoff.next(), &shutdown).await {
+            return;
+        }
+        continue 'connect;
+    }
+}
+
+/// Hands one message to the transport without waiting for the relay: the send completes in its
+/// own task (bounded by [`SEND_TIMEOUT`]); a failure is reported on `failures`.
+fn send(
+    transport: &mut StreamableHttpClientTransport<reqwest::Client>,
+    value: Value,
+    failures: &mpsc::Sender<(Option<Value>, String)>,
+) {
+    let id = value.get("method").and(value.get("id")).cloned();
+    let message: ClientJsonRpcMessage = match serde_json::from_value(value) {
+        Ok(message) => message,
+        Err(e) => {
+            let _ = failures.try_send((id, format!("the message is not valid MCP: {e}")));
+            return;
+        }
+    };
+    let sending = transport.send(message);
+    let failures = failures.clone();
+    tokio::spawn(async move {
+        let cause = match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("cannot reach the relay: {e}"),
+            Err(_) => format!("the relay did not accept the request within {SEND_TIMEOUT:?}"),
+        };
+        let _ = failures.send((id, cause)).await;
+    });
+}
+
+/// `initialize` → result → `notifications/initialized`.
+async fn handshake(
+    transport: &mut StreamableHttpClientTransport<reqwest::Client>,
+    init_params: &Value,
+) -> Result<Value, String> {
+    let id = format!("{INTERNAL_ID_PREFIX}init");
+    let request: ClientJsonRpcMessage = serde_json::from_value(json!({
+        "jsonrpc": "2.0", "id": id, "method": "initialize", "params": init_params,
+    }))
+    .map_err(|e| format!("cannot build the initialize request: {e}"))?;
+    transport
+        .send(request)
+        .await
+        .map_err(|e| format!("cannot reach the relay: {e}"))?;
+    loop {
+        let Some(message) = transport.receive().await else {
+            return Err("the relay closed the connection during the handshake".to_owned());
+        };
+        let value = serde_json::to_value(&message).map_err(|e| e.to_string())?;
+        if value.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+            continue;
+        }
+        if let Some(error) = value.get("error") {
+            return Err(format!("the relay refused the handshake: {error}"));
+        }
+        let result = value.get("result").cloned().unwrap_or(Value::Null);
+        let initialized: ClientJsonRpcMessage = serde_json::from_value(json!({
+            "jsonrpc": "2.0", "method": "notifications/initialized",
+        }))
+        .map_err(|e| e.to_string())?;
+        transport
+            .send(initialized)
+            .await
+            .map_err(|e| format!("cannot reach the relay: {e}"))?;
+        return Ok(result);
+    }
+}
+
+fn build_transport(
+    settings: &Settings,
+    identity: &str,
+) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
+    let mut headers = HashMap::new();
+    for (name, value) in &settings.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(
+        http::HeaderName::from_static(mcp_chat::protocol::IDENTITY_HEADER),
+        http::HeaderValue::from_str(identity).map_err(|e| e.to_string())?,
+    );
+    let mut config = StreamableHttpClientTransportConfig::with_uri(settings.relay_url.as_str())
+        .custom_headers(headers);
+    if let Some(token) = &settings.access_token {
+        config = config.auth_header(token.clone());
+    }
+    let mut retry = ExponentialBackoff::default();
+    retry.max_times = None;
+    retry.base_duration = Duration::from_millis(500);
+    retry.max_delay = Some(MAX_BACKOFF);
+    config.retry_config = Arc::new(retry);
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("mcp-chat-bridge/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &settings.ca_bundle {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("CA bundle {} is not valid PEM: {e}", path.display()))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let client = builder
+        .build()
+        .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+    Ok(StreamableHttpClientTransport::with_client(client, config))
+}
+
+/// Sleeps `delay` unless shutdown comes first; true on shutdown.
+async fn sleep_or_shutdown(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Capped exponential backoff with ±25 % jitter, so that many bridges cut off by the same relay
+/// restart do not all come back in the same instant.
+struct Backoff {
+    next: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Self {
+            next: FIRST_BACKOFF,
+            seed: seed | 1,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+
+    fn next(&mut self) -> Duration {
+        // xorshift64: plenty for jitter.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.75 + (self.seed % 1000) as f64 / 2000.0;
+        let delay = self.next.mul_f64(jitter);
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        delay
+    }
+}
