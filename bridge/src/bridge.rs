@@ -173,7 +173,7 @@ impl Bridge {
         }
     }
 
-    async fn to_host(&self, message: Value) {
+    async fn send_host(&self, message: Value) {
         let _ = self.to_host.send(message).await;
     }
 
@@ -182,7 +182,7 @@ impl Bridge {
         if log_rank(level) < self.host_log_rank {
             return;
         }
-        self.to_host(json!({
+        self.send_host(json!({
             "jsonrpc": "2.0",
             "method": "notifications/message",
             "params": { "level": level, "logger": "mcp-chat-bridge", "data": { "text": text } },
@@ -190,7 +190,7 @@ impl Bridge {
         .await;
     }
 
-    async fn to_relay(&mut self, message: Value) {
+    async fn send_relay(&mut self, message: Value) {
         if let Some(tx) = &self.to_relay {
             let _ = tx.send(message).await;
         }
@@ -200,7 +200,7 @@ impl Bridge {
     pub async fn on_host(&mut self, input: HostInput) {
         let message = match input {
             HostInput::Unreadable { code, message } => {
-                self.to_host(error(&Value::Null, code, &message)).await;
+                self.send_host(error(&Value::Null, code, &message)).await;
                 return;
             }
             HostInput::Message(message) => message,
@@ -211,21 +211,25 @@ impl Bridge {
             } else {
                 "Invalid Request: expected a JSON-RPC object"
             };
-            self.to_host(error(&Value::Null, -32600, why)).await;
+            self.send_host(error(&Value::Null, -32600, why)).await;
             return;
         };
-        let method = object.get("method").and_then(Value::as_str).map(str::to_owned);
+        let method = object
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let id = object.get("id").cloned();
         match (method, id) {
             (Some(method), Some(id)) => self.on_host_request(&method, id, message).await,
             (Some(method), None) => self.on_host_notification(&method, message).await,
             (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
                 // The host answering a request of the relay (sampling, roots, elicitation).
-                self.to_relay(message).await;
+                self.send_relay(message).await;
             }
             (None, id) => {
                 let id = id.unwrap_or(Value::Null);
-                self.to_host(error(&id, -32600, "Invalid Request: no method")).await;
+                self.send_host(error(&id, -32600, "Invalid Request: no method"))
+                    .await;
             }
         }
     }
@@ -236,12 +240,15 @@ impl Bridge {
                 let params = message.get("params").cloned().unwrap_or(Value::Null);
                 self.initialize(id, params).await;
             }
-            "ping" => self.to_host(response(&id, json!({}))).await,
+            "ping" => self.send_host(response(&id, json!({}))).await,
             "logging/setLevel" => {
-                let level = message["params"]["level"].as_str().unwrap_or("info").to_owned();
+                let level = message["params"]["level"]
+                    .as_str()
+                    .unwrap_or("info")
+                    .to_owned();
                 self.host_log_rank = log_rank(&level);
                 self.host_log_level_set = Some(json!(level));
-                self.to_host(response(&id, json!({}))).await;
+                self.send_host(response(&id, json!({}))).await;
                 if matches!(self.link, Link::Up { .. }) {
                     self.send_set_level().await;
                 }
@@ -259,25 +266,27 @@ impl Bridge {
                 self.forward_or_hold(id, message).await;
             }
             "resources/list" if !self.relay_has("resources") => {
-                self.to_host(response(&id, json!({ "resources": [inbox_resource()] })))
+                self.send_host(response(&id, json!({ "resources": [inbox_resource()] })))
                     .await;
             }
             "resources/templates/list" if !self.relay_has("resources") => {
-                self.to_host(response(&id, json!({ "resourceTemplates": [] }))).await;
+                self.send_host(response(&id, json!({ "resourceTemplates": [] })))
+                    .await;
             }
             "resources/read" if message["params"]["uri"] == INBOX_URI => {
                 let text = self.inbox_text();
                 let contents = json!({ "contents": [{ "uri": INBOX_URI, "mimeType": "text/plain", "text": text }] });
-                self.to_host(response(&id, contents)).await;
+                self.send_host(response(&id, contents)).await;
             }
             "resources/subscribe" | "resources/unsubscribe"
                 if message["params"]["uri"] == INBOX_URI =>
             {
                 self.inbox_subscribed = method == "resources/subscribe";
-                self.to_host(response(&id, json!({}))).await;
+                self.send_host(response(&id, json!({}))).await;
             }
             "prompts/list" if !self.relay_has("prompts") => {
-                self.to_host(response(&id, json!({ "prompts": [] }))).await;
+                self.send_host(response(&id, json!({ "prompts": [] })))
+                    .await;
             }
             _ => self.forward_or_hold(id, message).await,
         }
@@ -294,12 +303,12 @@ impl Bridge {
                     return; // never reached the relay: nothing to cancel there
                 }
                 if self.pending.remove(&id_key(&target)).is_some() {
-                    self.to_relay(message).await;
+                    self.send_relay(message).await;
                 }
             }
             _ => {
                 if matches!(self.link, Link::Up { .. }) {
-                    self.to_relay(message).await;
+                    self.send_relay(message).await;
                 }
             }
         }
@@ -331,7 +340,7 @@ impl Bridge {
             },
             "instructions": INSTRUCTIONS,
         });
-        self.to_host(response(&id, result)).await;
+        self.send_host(response(&id, result)).await;
         if self.to_relay.is_some() {
             return; // a second initialize: the connection is already there
         }
@@ -389,7 +398,7 @@ impl Bridge {
         if matches!(self.link, Link::Up { .. }) {
             self.forward(id, message).await;
         } else if self.to_relay.is_none() {
-            self.to_host(error(&id, -32002, "Not initialized: send initialize first"))
+            self.send_host(error(&id, -32002, "Not initialized: send initialize first"))
                 .await;
         } else {
             self.held.push(Held {
@@ -417,7 +426,7 @@ impl Bridge {
                 upstream_progress: false,
             },
         );
-        self.to_relay(message).await;
+        self.send_relay(message).await;
     }
 
     async fn answer_tools_list_offline(&mut self, id: Value) {
@@ -428,14 +437,14 @@ impl Bridge {
                 contract_tools()
             }
         };
-        self.to_host(response(&id, result)).await;
+        self.send_host(response(&id, result)).await;
     }
 
     async fn send_set_level(&mut self) {
         if let Some(level) = self.host_log_level_set.clone() {
             self.internal_counter += 1;
             let id = format!("{INTERNAL_ID_PREFIX}setlevel-{}", self.internal_counter);
-            self.to_relay(json!({
+            self.send_relay(json!({
                 "jsonrpc": "2.0", "id": id, "method": "logging/setLevel", "params": { "level": level },
             }))
             .await;
@@ -450,8 +459,14 @@ impl Bridge {
                 self.ever_connected = true;
                 self.link = Link::Up { server };
                 if restored {
-                    self.log_to_host("info", format!("mcp-chat: connection to the relay {} restored", self.settings.relay_url))
-                        .await;
+                    self.log_to_host(
+                        "info",
+                        format!(
+                            "mcp-chat: connection to the relay {} restored",
+                            self.settings.relay_url
+                        ),
+                    )
+                    .await;
                 }
                 self.send_set_level().await;
                 if first || self.served_fallback_tools {
@@ -459,12 +474,15 @@ impl Bridge {
                     // tell the host if what it got from the contract was different.
                     self.internal_counter += 1;
                     let id = format!("{INTERNAL_ID_PREFIX}tools-{}", self.internal_counter);
-                    self.to_relay(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }))
+                    self.send_relay(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }))
                         .await;
                 }
                 for (_, id) in std::mem::take(&mut self.list_waiters) {
-                    self.forward(id.clone(), json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }))
-                        .await;
+                    self.forward(
+                        id.clone(),
+                        json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }),
+                    )
+                    .await;
                 }
                 for held in std::mem::take(&mut self.held) {
                     let id = held.message["id"].clone();
@@ -510,18 +528,21 @@ impl Bridge {
             self.settings.relay_url
         );
         if method == "tools/call" {
-            self.to_host(response(id, tool_error(&text))).await;
+            self.send_host(response(id, tool_error(&text))).await;
         } else {
-            self.to_host(error(id, -32000, &text)).await;
+            self.send_host(error(id, -32000, &text)).await;
         }
     }
 
     async fn on_relay_message(&mut self, mut message: Value) {
-        let method = message.get("method").and_then(Value::as_str).map(str::to_owned);
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let id = message.get("id").cloned();
         match (method, id) {
             // A request from the relay to the host (sampling, roots, elicitation, ping).
-            (Some(_), Some(_)) => self.to_host(message).await,
+            (Some(_), Some(_)) => self.send_host(message).await,
             (None, Some(id)) => {
                 if let Some(internal) = id.as_str().filter(|s| s.starts_with(INTERNAL_ID_PREFIX)) {
                     if internal.contains("-tools-") {
@@ -543,7 +564,7 @@ impl Bridge {
                 {
                     list.push(inbox_resource());
                 }
-                self.to_host(message).await;
+                self.send_host(message).await;
             }
             (Some(method), None) => self.on_relay_notification(&method, message).await,
             (None, None) => {}
@@ -556,8 +577,10 @@ impl Bridge {
         self.relay_tools = Some(result);
         if differs {
             self.served_fallback_tools = false;
-            self.to_host(json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }))
-                .await;
+            self.send_host(
+                json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }),
+            )
+            .await;
         }
     }
 
@@ -569,13 +592,11 @@ impl Bridge {
                     .pending
                     .values_mut()
                     .find(|p| p.progress_token.as_ref() == Some(token));
-                match owner {
-                    Some(pending) => {
-                        pending.upstream_progress = true;
-                        self.to_host(message).await;
-                    }
-                    // Progress for a call that already finished: hosts drop servers that send it.
-                    None => {}
+                // Progress for a call that already finished is dropped: hosts drop servers that
+                // send it.
+                if let Some(pending) = owner {
+                    pending.upstream_progress = true;
+                    self.send_host(message).await;
                 }
             }
             "notifications/message" => {
@@ -584,30 +605,32 @@ impl Bridge {
                     return;
                 }
                 if message["params"]["logger"] == EVENT_LOGGER
-                    && let Ok(event) =
-                        serde_json::from_value::<ChatEvent>(message["params"]["data"]["event"].clone())
+                    && let Ok(event) = serde_json::from_value::<ChatEvent>(
+                        message["params"]["data"]["event"].clone(),
+                    )
                     && !self.first_sight("log", &event)
                 {
                     return;
                 }
-                self.to_host(message).await;
+                self.send_host(message).await;
             }
             m if NOTIFICATION_METHODS.contains(&m) => {
-                let Ok(event) = serde_json::from_value::<ChatEvent>(message["params"].clone()) else {
-                    self.to_host(message).await;
+                let Ok(event) = serde_json::from_value::<ChatEvent>(message["params"].clone())
+                else {
+                    self.send_host(message).await;
                     return;
                 };
                 if !self.first_sight("custom", &event) {
                     return;
                 }
-                self.to_host(message).await;
-                self.to_host(channel_push(&event)).await;
+                self.send_host(message).await;
+                self.send_host(channel_push(&event)).await;
                 if self.inbox.len() >= INBOX_EVENTS {
                     self.inbox.pop_front();
                 }
                 self.inbox.push_back(event);
                 if self.inbox_subscribed {
-                    self.to_host(json!({
+                    self.send_host(json!({
                         "jsonrpc": "2.0",
                         "method": "notifications/resources/updated",
                         "params": { "uri": INBOX_URI },
@@ -615,14 +638,19 @@ impl Bridge {
                     .await;
                 }
             }
-            _ => self.to_host(message).await,
+            _ => self.send_host(message).await,
         }
     }
 
     /// True the first time an event is seen on this path. A replayed SSE event carries the same
     /// seq, timestamp and type; a restarted relay's event with a reused seq does not.
     fn first_sight(&mut self, path: &str, event: &ChatEvent) -> bool {
-        let key = format!("{path}:{}:{}:{}", event.seq, event.timestamp_ms, event.method());
+        let key = format!(
+            "{path}:{}:{}:{}",
+            event.seq,
+            event.timestamp_ms,
+            event.method()
+        );
         if !self.seen.insert(key.clone()) {
             return false;
         }
@@ -651,8 +679,9 @@ impl Bridge {
     /// Checks timers: held calls and list waits past their bound, progress for long calls.
     pub async fn on_tick(&mut self) {
         let now = Instant::now();
-        let (expired, kept): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held).into_iter().partition(|h| h.deadline <= now);
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.deadline <= now);
         self.held = kept;
         for held in expired {
             let id = held.message["id"].clone();
@@ -663,8 +692,9 @@ impl Bridge {
             };
             self.answer_lost(&id, &method, &cause).await;
         }
-        let (due, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.list_waiters).into_iter().partition(|(d, _)| *d <= now);
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.list_waiters)
+            .into_iter()
+            .partition(|(d, _)| *d <= now);
         self.list_waiters = waiting;
         for (_, id) in due {
             self.answer_tools_list_offline(id).await;
@@ -677,20 +707,21 @@ impl Bridge {
             }
             if let Some(token) = &pending.progress_token {
                 pending.last_progress = now;
-                let waited = now.duration_since(pending.started).as_secs();
+                // Progress must grow with every notification: tenths of seconds waited do.
+                let waited = now.duration_since(pending.started).as_millis() / 100;
                 ticks.push(json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/progress",
                     "params": {
                         "progressToken": token,
-                        "progress": waited,
-                        "message": format!("still waiting ({waited} s)"),
+                        "progress": waited as f64 / 10.0,
+                        "message": format!("still waiting ({} s)", waited / 10),
                     },
                 }));
             }
         }
         for tick in ticks {
-            self.to_host(tick).await;
+            self.send_host(tick).await;
         }
     }
 }

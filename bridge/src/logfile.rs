@@ -98,8 +98,14 @@ mod tests {
             log.write_all(&line).unwrap();
         }
         let current = std::fs::metadata(&path).unwrap().len();
-        let old = std::fs::metadata(path.with_extension("log.1")).unwrap().len();
+        let old = std::fs::metadata(path.with_extension("log.1"))
+            .unwrap()
+            .len();
         assert!(current <= MAX_LOG_BYTES && old <= MAX_LOG_BYTES);
-        assert_eq!(current + old, 500_000 + 1_000_000, "the oldest rotation was dropped");
+        assert_eq!(
+            current + old,
+            500_000 + 1_000_000,
+            "the oldest rotation was dropped"
+        );
     }
 }

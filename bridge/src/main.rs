@@ -86,13 +86,18 @@ fn init_logging(settings: &Settings) {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_filter(filter());
-    let file = RotatingLog::open(&settings.paths.log_file()).ok().map(|log| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(log)
-            .with_ansi(false)
-            .with_filter(filter())
-    });
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let file = RotatingLog::open(&settings.paths.log_file())
+        .ok()
+        .map(|log| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(log)
+                .with_ansi(false)
+                .with_filter(filter())
+        });
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
 }
 
 use tracing_subscriber::Layer as _;
@@ -100,24 +105,60 @@ use tracing_subscriber::Layer as _;
 fn print_config(settings: &Settings) {
     let paths = &settings.paths;
     let exists = |p: &std::path::Path| if p.exists() { "" } else { " (not created yet)" };
-    println!("relay:          {} (from {})", settings.relay_url, settings.relay_source);
+    println!(
+        "relay:          {} (from {})",
+        settings.relay_url, settings.relay_source
+    );
     println!(
         "display name:   {}",
-        settings.display_name.as_deref().unwrap_or("(chosen by the assistant; default \"Stranger\")")
+        settings
+            .display_name
+            .as_deref()
+            .unwrap_or("(chosen by the assistant; default \"Stranger\")")
     );
-    println!("identity:       {}", if settings.ephemeral { "ephemeral (new each run)" } else { "stored" });
+    println!(
+        "identity:       {}",
+        if settings.ephemeral {
+            "ephemeral (new each run)"
+        } else {
+            "stored"
+        }
+    );
     println!(
         "access token:   {}",
-        if settings.access_token.is_some() { "set" } else { "not set" }
+        if settings.access_token.is_some() {
+            "set"
+        } else {
+            "not set"
+        }
     );
     let names: Vec<&str> = settings.headers.iter().map(|(n, _)| n.as_str()).collect();
-    println!("extra headers:  {}", if names.is_empty() { "none".to_owned() } else { names.join(", ") });
+    println!(
+        "extra headers:  {}",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
     if let Some(ca) = &settings.ca_bundle {
         println!("CA bundle:      {}", ca.display());
     }
-    println!("config file:    {}{}", paths.config_file().display(), exists(&paths.config_file()));
-    println!("identity file:  {}{}", paths.identity_file().display(), exists(&paths.identity_file()));
-    println!("log file:       {}{}", paths.log_file().display(), exists(&paths.log_file()));
+    println!(
+        "config file:    {}{}",
+        paths.config_file().display(),
+        exists(&paths.config_file())
+    );
+    println!(
+        "identity file:  {}{}",
+        paths.identity_file().display(),
+        exists(&paths.identity_file())
+    );
+    println!(
+        "log file:       {}{}",
+        paths.log_file().display(),
+        exists(&paths.log_file())
+    );
     println!(
         "environment:    {}, {}, {}, {}, {}, {}, {}, {}",
         settings::ENV_RELAY,

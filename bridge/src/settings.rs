@@ -29,8 +29,12 @@ pub const ENV_EPHEMERAL: &str = "MCP_CHAT_EPHEMERAL";
 pub const ENV_CONFIG_DIR: &str = "MCP_CHAT_CONFIG_DIR";
 /// Environment variable: overrides the directory of the log file.
 pub const ENV_LOG_DIR: &str = "MCP_CHAT_LOG_DIR";
-/// Environment variable: seconds between pings to the relay.
+/// Environment variable: seconds between pings to the relay (default 30).
 pub const ENV_PING_SECS: &str = "MCP_CHAT_PING_SECS";
+/// Environment variable: seconds a tool call waits for an unreachable relay (default 10).
+pub const ENV_CONNECT_WAIT_SECS: &str = "MCP_CHAT_CONNECT_WAIT_SECS";
+/// Environment variable: seconds between progress notifications of a long call (default 10).
+pub const ENV_PROGRESS_SECS: &str = "MCP_CHAT_PROGRESS_SECS";
 
 /// What the command line said (only non-secret settings are flags).
 #[derive(Debug, Default, Clone)]
@@ -180,7 +184,11 @@ impl std::fmt::Debug for Settings {
             .field("access_token", &self.access_token.as_ref().map(|_| "<set>"))
             .field(
                 "headers",
-                &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field("paths", &self.paths)
             .finish()
@@ -242,12 +250,16 @@ impl Settings {
             }
         }
 
-        let ca_bundle = env(ENV_CA_BUNDLE).map(PathBuf::from).or(file.ca_bundle.clone());
-        let ping_interval = env(ENV_PING_SECS)
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(Duration::from_secs(30));
+        let ca_bundle = env(ENV_CA_BUNDLE)
+            .map(PathBuf::from)
+            .or(file.ca_bundle.clone());
+        let seconds = |key: &str, default: u64| {
+            env(key)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_secs(default))
+        };
 
         Ok(Self {
             relay_url,
@@ -258,10 +270,10 @@ impl Settings {
             headers,
             ca_bundle,
             paths,
-            ping_interval,
-            connect_wait: Duration::from_secs(10),
+            ping_interval: seconds(ENV_PING_SECS, 30),
+            connect_wait: seconds(ENV_CONNECT_WAIT_SECS, 10),
             list_wait: Duration::from_secs(1),
-            progress_interval: Duration::from_secs(10),
+            progress_interval: seconds(ENV_PROGRESS_SECS, 10),
         })
     }
 }
@@ -323,7 +335,8 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("mcp-chat-settings-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mcp-chat-settings-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -334,9 +347,16 @@ mod tests {
         let dir = temp_dir("precedence");
         let none = |_: &str| None;
         let s = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap();
-        assert_eq!((s.relay_url.as_str(), s.relay_source), (DEFAULT_RELAY_URL, "default"));
+        assert_eq!(
+            (s.relay_url.as_str(), s.relay_source),
+            (DEFAULT_RELAY_URL, "default")
+        );
 
-        std::fs::write(dir.join("config.toml"), "relay = \"https://file.example/mcp\"\n").unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            "relay = \"https://file.example/mcp\"\n",
+        )
+        .unwrap();
         let s = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap();
         assert_eq!(s.relay_url, "https://file.example/mcp");
 
@@ -349,7 +369,10 @@ mod tests {
             ..Flags::default()
         };
         let s = Settings::resolve(&flags, &env, paths(&dir)).unwrap();
-        assert_eq!((s.relay_url.as_str(), s.relay_source), ("http://flag.example:9/mcp", "--relay"));
+        assert_eq!(
+            (s.relay_url.as_str(), s.relay_source),
+            ("http://flag.example:9/mcp", "--relay")
+        );
     }
 
     #[test]
@@ -393,6 +416,9 @@ mod tests {
         let env = |k: &str| (k == ENV_ACCESS_TOKEN).then(|| "env-token".to_owned());
         let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
         assert_eq!(s.access_token.as_deref(), Some("env-token"));
-        assert!(!format!("{s:?}").contains("env-token"), "secrets stay out of debug output");
+        assert!(
+            !format!("{s:?}").contains("env-token"),
+            "secrets stay out of debug output"
+        );
     }
 }

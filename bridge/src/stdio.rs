@@ -132,8 +132,17 @@ mod tests {
         }
         assert_eq!(got.len(), 4);
         assert!(matches!(&got[0], HostInput::Message(v) if v["a"] == 1));
-        assert!(matches!(&got[1], HostInput::Unreadable { code: -32700, .. }));
-        assert!(matches!(&got[2], HostInput::Unreadable { code: -32600, .. }));
-        assert!(matches!(&got[3], HostInput::Message(v) if v["b"] == 2), "last line without newline");
+        assert!(matches!(
+            &got[1],
+            HostInput::Unreadable { code: -32700, .. }
+        ));
+        assert!(matches!(
+            &got[2],
+            HostInput::Unreadable { code: -32600, .. }
+        ));
+        assert!(
+            matches!(&got[3], HostInput::Message(v) if v["b"] == 2),
+            "last line without newline"
+        );
     }
 }

@@ -104,7 +104,8 @@ pub async fn run(
             }
             Err(_) => {
                 let _ = transport.close().await;
-                let cause = format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}");
+                let cause =
+                    format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}");
                 let _ = events.send(UpstreamEvent::Lost { cause }).await;
                 if sleep_or_shutdown(backoff.next(), &shutdown).await {
                     return;

@@ -1,0 +1,138 @@
+//! Two bridges chatting through a relay.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Bridge, Relay, paired, temp_dir};
+
+/// The host's `initialize` is answered without the network, with the chat tools' instructions.
+#[tokio::test]
+async fn initialize_is_answered_and_tools_match_the_contract() {
+    let relay = Relay::start().await;
+    let mut a = Bridge::spawn(&relay.url, temp_dir("init"), &[]);
+    let result = a.initialize().await;
+    assert_eq!(result["serverInfo"]["name"], "mcp-chat-bridge");
+    assert_eq!(result["protocolVersion"], "2025-06-18");
+    assert!(
+        result["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("wait_for_message")
+    );
+    assert!(result["capabilities"]["experimental"]["claude/channel"].is_object());
+    let tools = a.request("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, mcp_chat::tools::TOOL_NAMES);
+}
+
+/// Two bridges: both matched with `chatroom.found` as a custom notification and as a log line;
+/// messages both ways, pushed and pulled; channel pushes frame the stranger's words.
+#[tokio::test]
+async fn two_bridges_chat_through_a_relay() {
+    let relay = Relay::start().await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    let log = a
+        .notification_where("notifications/message", |p| {
+            p["data"]["event"]["type"] == "chatroom.found"
+        })
+        .await;
+    assert_eq!(log["level"], "info");
+
+    let sent = a
+        .ok("send_message", json!({ "text": "hello from A" }))
+        .await;
+    assert_eq!(sent["delivered_to"], 1);
+    let got = b.notification("message.received").await;
+    assert_eq!(got["text"], "hello from A");
+    assert_eq!(got["from"], "Ada");
+    let channel = b
+        .notification_where("notifications/claude/channel", |p| {
+            p["meta"]["type"] == "message.received"
+        })
+        .await;
+    assert!(channel["content"].as_str().unwrap().contains("untrusted"));
+    assert!(
+        channel["content"]
+            .as_str()
+            .unwrap()
+            .contains("\"hello from A\"")
+    );
+    assert_eq!(channel["meta"]["from"], "Ada");
+
+    b.ok("send_message", json!({ "text": "hi A" })).await;
+    let out = a.ok("wait_for_message", json!({ "timeout_secs": 5 })).await;
+    let texts: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["hi A"]);
+
+    // Each pushed event reached the host once, not twice.
+    let pushes = b.drain(Duration::from_millis(500)).await;
+    let received = pushes
+        .iter()
+        .filter(|m| m["method"] == "message.received")
+        .count();
+    assert_eq!(
+        received, 0,
+        "no duplicate of the message already seen: {pushes:?}"
+    );
+}
+
+/// A long wait with a progress token gets regular progress notifications, and none after the
+/// call finished.
+#[tokio::test]
+async fn long_waits_report_progress_until_they_end() {
+    let relay = Relay::start().await;
+    let mut a = Bridge::spawn(&relay.url, temp_dir("progress"), &[]);
+    a.initialize().await;
+    a.ok("enter_queue", json!({})).await;
+    a.send(json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {
+            "name": "wait_for_message",
+            "arguments": { "timeout_secs": 2 },
+            "_meta": { "progressToken": "wait-1" }
+        }
+    }))
+    .await;
+    let first = a.notification("notifications/progress").await;
+    assert_eq!(first["progressToken"], "wait-1");
+    let second = a.notification("notifications/progress").await;
+    assert!(
+        second["progress"].as_f64() > first["progress"].as_f64(),
+        "progress increases: {first} then {second}"
+    );
+    let response = a.response(7).await;
+    assert_eq!(response["result"]["structuredContent"]["timed_out"], true);
+    a.backlog.clear();
+    let after = a.drain(Duration::from_millis(1500)).await;
+    assert!(
+        !after
+            .iter()
+            .any(|m| m["method"] == "notifications/progress"),
+        "no progress after the response: {after:?}"
+    );
+}
+
+/// With a configured display name, queue calls without one use it.
+#[tokio::test]
+async fn configured_display_name_is_used() {
+    let relay = Relay::start().await;
+    let mut a = Bridge::spawn(
+        &relay.url,
+        temp_dir("name"),
+        &[("MCP_CHAT_DISPLAY_NAME", "Nova")],
+    );
+    a.initialize().await;
+    let status: Value = a.ok("enter_queue", json!({})).await;
+    assert_eq!(status["display_name"], "Nova");
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the bridge: real bridge processes on real pipes, relays on loopback.
+
+mod common;
+
+mod chat;
+mod lifecycle;
+mod reconnect;
+mod transparent;

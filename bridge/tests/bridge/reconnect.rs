@@ -1,0 +1,63 @@
+//! The relay goes away and comes back.
+
+use serde_json::json;
+
+use crate::common::{Bridge, Relay, paired, temp_dir};
+
+/// The relay is stopped and restarted on the same port: both bridges tell their host, reconnect
+/// on their own, and chatting works again.
+#[tokio::test]
+async fn bridges_reconnect_after_a_relay_restart() {
+    let relay = Relay::start().await;
+    let addr = relay.addr;
+    let (mut a, mut b) = paired(&relay.url).await;
+    relay.stop().await;
+    for bridge in [&mut a, &mut b] {
+        let lost = bridge
+            .notification_where("notifications/message", |p| {
+                p["data"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("lost the connection"))
+            })
+            .await;
+        assert_eq!(lost["level"], "warning");
+    }
+    let relay = Relay::start_on(addr).await;
+    for bridge in [&mut a, &mut b] {
+        bridge
+            .notification_where("notifications/message", |p| {
+                p["data"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("restored"))
+            })
+            .await;
+    }
+    // The restarted relay kept nothing (in-memory): queue again and chat.
+    let s = a.ok("enter_queue", json!({ "display_name": "Ada" })).await;
+    assert_eq!(s["state"], "waiting", "{}", a.stderr());
+    let s = b.ok("enter_queue", json!({ "display_name": "Bob" })).await;
+    assert_eq!(s["state"], "in_room");
+    b.ok("send_message", json!({ "text": "back online" })).await;
+    let got = a
+        .notification_where("message.received", |p| p["text"] == "back online")
+        .await;
+    assert_eq!(got["from"], "Bob");
+    drop(relay);
+}
+
+/// A relay that is not there at start is picked up once it appears.
+#[tokio::test]
+async fn bridge_connects_when_the_relay_appears_later() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut a = Bridge::spawn(&format!("http://{addr}/mcp"), temp_dir("late"), &[]);
+    a.initialize().await;
+    let _relay = Relay::start_on(addr).await;
+    // The call is held until the connection is made, then answered by the relay.
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle");
+}
