@@ -1,11 +1,15 @@
 //! Machine-readable errors of failed tool calls.
 //!
 //! A tool that cannot do what was asked returns a result with `isError: true`, a sentence for the
-//! model in its text content, and a [`ToolError`] as `structuredContent` so programs can branch on
-//! the [`ErrorCode`].
+//! model in its text content, and a [`ToolError`] in the result's `_meta` under
+//! [`ERROR_META_KEY`] so programs can branch on the [`ErrorCode`]. (Not in `structuredContent`:
+//! clients validate that against the tool's output schema, which describes success.)
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Key of the [`ToolError`] in a failed tool result's `_meta`.
+pub const ERROR_META_KEY: &str = "mcp-chat/error";
 
 /// Why a tool call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -61,7 +65,7 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// The `structuredContent` of a failed tool call.
+/// The machine-readable part of a failed tool call (in `_meta`, under [`ERROR_META_KEY`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolError {
     /// What went wrong.

@@ -85,7 +85,7 @@ pub enum RoomIdError {
     Empty,
     /// Longer than [`MAX_ROOM_ID_CHARS`].
     TooLong,
-    /// Contains something other than letters, digits, `-`, `_` and `.`.
+    /// Contains something other than ASCII letters, digits, `-`, `_` and `.`.
     BadCharacter,
 }
 
@@ -105,8 +105,9 @@ impl std::fmt::Display for RoomIdError {
     }
 }
 
-/// Checks a private room id: trimmed, 1 to [`MAX_ROOM_ID_CHARS`] characters of letters, digits,
-/// `-`, `_` and `.`. Room ids are case-sensitive.
+/// Checks a private room id: trimmed, 1 to [`MAX_ROOM_ID_CHARS`] characters of ASCII letters,
+/// digits, `-`, `_` and `.` (no look-alike letters from other scripts). Room ids are
+/// case-sensitive.
 pub fn validate_room_id(raw: &str) -> Result<String, RoomIdError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -117,7 +118,7 @@ pub fn validate_room_id(raw: &str) -> Result<String, RoomIdError> {
     }
     if !trimmed
         .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(RoomIdError::BadCharacter);
     }
@@ -199,6 +200,10 @@ mod tests {
         );
         assert_eq!(validate_room_id(""), Err(RoomIdError::Empty));
         assert_eq!(validate_room_id("a b"), Err(RoomIdError::BadCharacter));
+        assert_eq!(
+            validate_room_id("b\u{43e}\u{43e}k"),
+            Err(RoomIdError::BadCharacter)
+        );
         assert_eq!(validate_room_id(&"r".repeat(65)), Err(RoomIdError::TooLong));
     }
 }

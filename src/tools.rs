@@ -76,7 +76,8 @@ pub struct EnterQueueParams {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JoinRoomParams {
     /// The private room's code, shared between the people who want to meet, e.g.
-    /// "book-club-42". Letters, digits, '-', '_' and '.', at most 64 characters; case-sensitive.
+    /// "book-club-42". ASCII letters, digits, '-', '_' and '.', at most 64 characters;
+    /// case-sensitive.
     /// The room is created if it does not exist yet.
     pub room_id: String,
     /// Name the others in the room will see. Optional; defaults to "Stranger".

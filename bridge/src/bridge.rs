@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::events::{ChatEvent, EventBody, NOTIFICATION_METHODS};
 use mcp_chat::protocol::{EVENT_LOGGER, supported_protocol_versions};
 use mcp_chat::render;
@@ -107,12 +108,12 @@ fn error(id: &Value, code: i64, message: &str) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
 }
 
-/// A failed tool call result, in the contract's error shape.
+/// A failed tool call result, in the contract's error shape (machine-readable part in `_meta`).
 fn tool_error(message: &str) -> Value {
     json!({
         "content": [{ "type": "text", "text": message }],
-        "structuredContent": { "error": { "code": "unavailable", "message": message } },
         "isError": true,
+        "_meta": { ERROR_META_KEY: { "error": { "code": "unavailable", "message": message } } },
     })
 }
 

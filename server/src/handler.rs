@@ -9,14 +9,15 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::limits::{self, MAX_EVENTS_PER_WAIT};
 use mcp_chat::protocol::{IDENTITY_HEADER, supported_protocol_versions};
 use mcp_chat::tools::{self, ChatStatus, WaitForMessageOutput};
 use mcp_chat::{ErrorCode, ToolError, render};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, LoggingLevel, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig, SetLevelRequestParams, Tool,
+    ListToolsResult, LoggingLevel, MetaObject, PaginatedRequestParams, ProtocolVersion,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::SessionId;
@@ -42,22 +43,26 @@ impl ChatHandler {
         Self { node }
     }
 
-    /// Finds (or, for a client that skipped `notifications/initialized`, makes) the session's
-    /// participant.
+    /// The session's participant: the one bound at `notifications/initialized`, or (for a
+    /// client that skipped that notification) the one its headers name. Makes the session the
+    /// participant's current one, starting a pusher for it if it was not.
     fn participant(
         &self,
         session: &SessionId,
         parts: Option<&http::request::Parts>,
+        peer: Option<rmcp::Peer<RoleServer>>,
     ) -> ParticipantKey {
-        if let Some(who) = self.node.sessions.participant_of(session) {
-            return who;
-        }
-        let who = participant_key(session, parts);
-        self.attach(session, &who, None);
+        let who = self
+            .node
+            .sessions
+            .participant_of(session)
+            .unwrap_or_else(|| participant_key(session, parts));
+        self.attach(session, &who, peer);
         who
     }
 
-    /// Binds the session to `who` and starts pushing `who`'s events to it, when a peer is known.
+    /// Binds the session to `who` and starts pushing `who`'s events to it, unless it already is
+    /// `who`'s current session.
     fn attach(
         &self,
         session: &SessionId,
@@ -84,6 +89,7 @@ impl ChatHandler {
         name: &str,
         args: serde_json::Value,
         who: &ParticipantKey,
+        session: &SessionId,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
         let store = &self.node.store;
@@ -112,7 +118,7 @@ impl ChatHandler {
                 if let Some(seq) = p.after_seq {
                     store.set_read_cursor(who, seq).await?;
                 }
-                self.wait_for_message(who, tools::wait_duration(p.timeout_secs), ctx)
+                self.wait_for_message(who, tools::wait_duration(p.timeout_secs), session, ctx)
                     .await
             }
             tools::GET_MESSAGES => {
@@ -168,6 +174,7 @@ impl ChatHandler {
         &self,
         who: &ParticipantKey,
         timeout: std::time::Duration,
+        session: &SessionId,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
         let store = &self.node.store;
@@ -178,6 +185,19 @@ impl ChatHandler {
         let deadline = Instant::now() + timeout;
         let mut timed_out = false;
         loop {
+            if !self.node.sessions.is_current(session, who) {
+                // Another session of this participant took over (a reconnect): this call's
+                // answer would likely go nowhere, so it must not consume events.
+                let status = store.status(who).await?;
+                let output = WaitForMessageOutput {
+                    events: Vec::new(),
+                    timed_out: true,
+                    missed_events: 0,
+                    more: status.unread > 0,
+                    status,
+                };
+                return Ok(structured(&output, render::wait_text(&output)));
+            }
             let batch = store.read_unread(who, MAX_EVENTS_PER_WAIT).await?;
             if !batch.events.is_empty() || batch.missed > 0 || timed_out {
                 if ctx.ct.is_cancelled()
@@ -249,9 +269,13 @@ impl ServerHandler for ChatHandler {
             .get::<http::request::Parts>()
             .and_then(session_id_of)
             .ok_or_else(no_session)?;
-        self.node
+        if !self
+            .node
             .sessions
-            .set_log_rank(&session, log_rank(request.level));
+            .set_log_rank(&session, log_rank(request.level))
+        {
+            return Err(no_session());
+        }
         Ok(())
     }
 
@@ -283,9 +307,15 @@ impl ServerHandler for ChatHandler {
         }
         let parts = ctx.extensions.get::<http::request::Parts>();
         let session = parts.and_then(session_id_of).ok_or_else(no_session)?;
-        let _busy = self.node.sessions.begin_call(&session);
-        let who = self.participant(&session, parts);
-        if self.node.shutdown.is_cancelled() {
+        let Some(_busy) = self.node.sessions.begin_call(&session) else {
+            return Err(no_session());
+        };
+        let who = self.participant(&session, parts, Some(ctx.peer.clone()));
+        let changes_state = matches!(
+            request.name.as_ref(),
+            tools::ENTER_QUEUE | tools::JOIN_ROOM | tools::SEND_MESSAGE | tools::NEXT_CHAT
+        );
+        if changes_state && self.node.shutdown.is_cancelled() {
             let e = ToolError::new(
                 ErrorCode::ShuttingDown,
                 "The relay is shutting down. Try again in a moment.",
@@ -304,7 +334,7 @@ impl ServerHandler for ChatHandler {
         }
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default());
         let result = self
-            .dispatch(&request.name, args, &who, &ctx)
+            .dispatch(&request.name, args, &who, &session, &ctx)
             .await
             .unwrap_or_else(|e| error_result(&e));
         Ok(result.into())
@@ -331,7 +361,10 @@ fn participant_key(session: &SessionId, parts: Option<&http::request::Parts>) ->
 }
 
 fn no_session() -> McpError {
-    McpError::invalid_request("this relay needs an MCP session (Mcp-Session-Id)", None)
+    McpError::invalid_request(
+        "this relay needs an MCP session: send initialize and use the Mcp-Session-Id it returns",
+        None,
+    )
 }
 
 /// Decodes tool arguments. A mistake is a tool error (not a protocol error) so that the model
@@ -355,9 +388,15 @@ fn status_result(status: &ChatStatus) -> CallToolResult {
     structured(status, render::status_text(status))
 }
 
+/// A failed call: the message for the model as text, the machine-readable error in `_meta`
+/// (not `structuredContent`, which clients check against the success schema).
 fn error_result(error: &ToolError) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(error.error.message.clone())]);
-    result.structured_content = serde_json::to_value(error).ok();
+    if let Ok(value) = serde_json::to_value(error) {
+        let mut meta = MetaObject::new();
+        meta.0.insert(ERROR_META_KEY.to_owned(), value);
+        result.meta = Some(meta);
+    }
     result
 }
 

@@ -75,10 +75,12 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let deleting = request.method() == Method::DELETE;
     if let Some(id) = &session {
         node.sessions.touch(id);
-        if request.method() == Method::DELETE {
-            node.sessions.mark_explicit_end(id);
+        if deleting {
+            // Read by the session manager while rmcp closes the session for this DELETE.
+            node.sessions.mark_explicit_end(id, true);
         }
     }
     let request = if request.method() == Method::POST {
@@ -130,6 +132,12 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
         request
     };
     let response = next.run(request).await;
+    if deleting
+        && !response.status().is_success()
+        && let Some(id) = &session
+    {
+        node.sessions.mark_explicit_end(id, false);
+    }
     match response.status() {
         StatusCode::FORBIDDEN => node.metrics.reject(Rejection::Forbidden),
         StatusCode::NOT_FOUND => node.metrics.reject(Rejection::UnknownSession),

@@ -146,7 +146,7 @@ pub async fn serve(
             shutdown.await;
             tracing::info!("shutting down: telling everyone in a room");
             draining.cancel();
-            node.shutdown.cancel();
+            // Close the rooms first, so that waits woken by the shutdown find the events.
             if let Err(error) = node
                 .store
                 .close_all_rooms(DisconnectReason::RelayShutdown)
@@ -154,6 +154,7 @@ pub async fn serve(
             {
                 tracing::warn!(%error, "could not close rooms at shutdown");
             }
+            node.shutdown.cancel();
             tokio::time::sleep(SHUTDOWN_FLUSH).await;
             sessions_token.cancel();
         }

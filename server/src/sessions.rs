@@ -131,10 +131,11 @@ impl SessionRegistry {
         }
     }
 
-    /// Marks that the client asked to end the session (HTTP DELETE).
-    pub fn mark_explicit_end(&self, id: &str) {
+    /// Marks whether the client asked to end the session (an HTTP DELETE; unmarked again if the
+    /// DELETE was refused).
+    pub fn mark_explicit_end(&self, id: &str, explicit: bool) {
         if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.explicit_end = true;
+            entry.explicit_end = explicit;
         }
     }
 
@@ -146,37 +147,68 @@ impl SessionRegistry {
             .and_then(|e| e.participant.clone())
     }
 
-    /// Binds a session to its participant. If another session held the participant (a client
-    /// that came back with a new session), that session stops receiving pushes. Returns the
-    /// token that stops this session's pusher, or `None` when the session is unknown (closed).
+    /// Binds a session to its participant and makes it the one that receives the participant's
+    /// pushes. Returns a fresh token that stops the session's new pusher, or `None` when there is
+    /// nothing to do: the session is unknown (closed, or never created: stateless requests),
+    /// already the participant's current session, or bound to another participant (a session's
+    /// identity never changes).
+    ///
+    /// When another session held the participant (a client that came back with a new session,
+    /// or two clients sharing one identity), that session stops receiving pushes; it keeps its
+    /// participant and takes it back with its next call.
     pub fn attach(&self, id: &SessionId, who: &ParticipantKey) -> Option<CancellationToken> {
         let mut state = self.lock();
-        let entry = state.sessions.get_mut(id)?;
+        let RegistryState {
+            sessions,
+            participants,
+        } = &mut *state;
+        let entry = sessions.get_mut(id)?;
+        if entry.participant.as_ref().is_some_and(|p| p != who) {
+            return None;
+        }
+        let presence = participants.entry(who.clone()).or_default();
+        if entry.participant.is_some() && presence.session.as_ref() == Some(id) {
+            return None;
+        }
         entry.participant = Some(who.clone());
+        entry.pusher.cancel();
+        entry.pusher = CancellationToken::new();
         let token = entry.pusher.clone();
-        let presence = state.participants.entry(who.clone()).or_default();
         let previous = presence.session.replace(id.clone());
         presence.detached_since = None;
         if let Some(previous) = previous.filter(|p| p != id)
-            && let Some(old) = state.sessions.get_mut(&previous)
+            && let Some(old) = sessions.get_mut(&previous)
         {
             old.pusher.cancel();
-            old.participant = None;
         }
         Some(token)
     }
 
+    /// True while `id` is the session receiving `who`'s pushes.
+    pub fn is_current(&self, id: &SessionId, who: &ParticipantKey) -> bool {
+        self.lock()
+            .participants
+            .get(who)
+            .is_some_and(|p| p.session.as_ref() == Some(id))
+    }
+
     /// Counts a request in flight on the session until the guard drops. A session with a call
     /// in flight (a blocked `wait_for_message`, say) is alive.
-    pub fn begin_call(self: &Arc<Self>, id: &SessionId) -> CallGuard {
-        if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.in_flight += 1;
-            entry.last_request = Instant::now();
-        }
-        CallGuard {
+    /// `None` when the session is unknown (closed, or a stateless request with a made-up id).
+    pub fn begin_call(self: &Arc<Self>, id: &SessionId) -> Option<CallGuard> {
+        let entry_known = self
+            .lock()
+            .sessions
+            .get_mut(id)
+            .map(|entry| {
+                entry.in_flight += 1;
+                entry.last_request = Instant::now();
+            })
+            .is_some();
+        entry_known.then(|| CallGuard {
             registry: self.clone(),
             id: id.clone(),
-        }
+        })
     }
 
     fn stream_opened(self: &Arc<Self>, id: &SessionId) -> StreamGuard {
@@ -189,11 +221,14 @@ impl SessionRegistry {
         }
     }
 
-    /// Sets the minimum logging level rank of a session (`logging/setLevel`).
-    pub fn set_log_rank(&self, id: &str, rank: LogRank) {
-        if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.log_rank = rank;
-        }
+    /// Sets the minimum logging level rank of a session (`logging/setLevel`); false when the
+    /// session is unknown.
+    pub fn set_log_rank(&self, id: &str, rank: LogRank) -> bool {
+        self.lock()
+            .sessions
+            .get_mut(id)
+            .map(|entry| entry.log_rank = rank)
+            .is_some()
     }
 
     /// The minimum logging level rank of a session.

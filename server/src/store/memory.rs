@@ -90,6 +90,9 @@ struct Participant {
     place: Place,
     inbox: Inbox,
     seq_tx: watch::Sender<u64>,
+    /// Who was in the participant's last room, so `leave_chat {block: true}` can still block a
+    /// stranger who left first.
+    last_partners: Vec<ParticipantKey>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +125,8 @@ struct Member {
     key: ParticipantKey,
     /// The name shown in this room (made unique within the room).
     name: String,
+    /// The room's last message_seq when this member joined: it may read only later messages.
+    joined_after: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +158,7 @@ impl Participant {
             place: Place::Idle,
             inbox: Inbox::default(),
             seq_tx,
+            last_partners: Vec::new(),
         }
     }
 }
@@ -356,8 +362,12 @@ impl State {
                     for other in &others {
                         if let Some(p) = self.participants.get_mut(other) {
                             p.place = Place::Idle;
+                            p.last_partners = vec![who.clone()];
                         }
                     }
+                }
+                if let Some(p) = self.participants.get_mut(who) {
+                    p.last_partners = others.clone();
                 }
                 for other in &others {
                     self.deliver(
@@ -422,10 +432,12 @@ impl State {
                 Member {
                     key: partner.clone(),
                     name: partner_name.clone(),
+                    joined_after: 0,
                 },
                 Member {
                     key: who.clone(),
                     name: my_name.clone(),
+                    joined_after: 0,
                 },
             ],
             transcript: VecDeque::new(),
@@ -506,9 +518,11 @@ impl ChatStore for MemoryStore {
         }
         let taken: Vec<&str> = room.members.iter().map(|m| m.name.as_str()).collect();
         let my_name = unique_name(&display_name, &taken);
+        let joined_after = room.last_message_seq;
         room.members.push(Member {
             key: who.clone(),
             name: my_name.clone(),
+            joined_after,
         });
         let members = room.members.clone();
         let p = state.participant(who);
@@ -622,7 +636,16 @@ impl ChatStore for MemoryStore {
             state.vacate(who, DisconnectReason::Left, self.inbox_capacity);
         let mut blocked = 0;
         if block {
-            for other in &others {
+            // Also block a stranger who already left (the usual case: an insult, then gone).
+            let targets = match others.is_empty() {
+                true => state
+                    .participants
+                    .get(who)
+                    .map(|p| p.last_partners.clone())
+                    .unwrap_or_default(),
+                false => others,
+            };
+            for other in &targets {
                 state.add_block(who, other);
                 state.add_block(other, who);
                 blocked += 1;
@@ -733,28 +756,33 @@ impl ChatStore for MemoryStore {
             return Err(ToolError::new(ErrorCode::NotInRoom, "Your room is closed."));
         };
         let limit = limit.max(1);
+        // A member reads only what was said since it joined: a private room's earlier
+        // conversation is not for whoever joins later.
+        let joined_after = room
+            .members
+            .iter()
+            .find(|m| &m.key == who)
+            .map(|m| m.joined_after)
+            .unwrap_or(room.last_message_seq);
+        let floor = since.unwrap_or(0).max(joined_after);
         let matching: Vec<&TranscriptEntry> = room
             .transcript
             .iter()
-            .filter(|m| since.is_none_or(|s| m.message_seq > s))
+            .filter(|m| m.message_seq > floor)
             .collect();
+        let forgotten = room
+            .transcript
+            .front()
+            .is_some_and(|first| first.message_seq > floor + 1);
         let (page, truncated) = match since {
             // Paging forward from a cursor: the oldest matching messages first.
-            Some(s) => {
-                let forgotten = room
-                    .transcript
-                    .front()
-                    .is_some_and(|first| first.message_seq > s + 1);
+            Some(_) => {
                 let page: Vec<_> = matching.iter().take(limit).copied().collect();
                 (page, forgotten || matching.len() > limit)
             }
             // No cursor: the newest messages.
             None => {
                 let skip = matching.len().saturating_sub(limit);
-                let forgotten = room
-                    .transcript
-                    .front()
-                    .is_some_and(|first| first.message_seq > 1);
                 (matching[skip..].to_vec(), skip > 0 || forgotten)
             }
         };
@@ -910,6 +938,37 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::RoomFull);
+    }
+
+    #[tokio::test]
+    async fn later_members_do_not_read_earlier_messages() {
+        let store = MemoryStore::new(16, 3);
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        store.send_message(&a, "before c".into()).await.unwrap();
+        store.join_room(&c, "C".into(), "r".into()).await.unwrap();
+        store.send_message(&b, "after c".into()).await.unwrap();
+        let seen = store.transcript(&c, None, 10).await.unwrap();
+        let texts: Vec<&str> = seen.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["after c"]);
+        assert!(!seen.truncated, "nothing the member may read is missing");
+        let all = store.transcript(&a, Some(0), 10).await.unwrap();
+        assert_eq!(all.messages.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stranger_who_left_first_can_still_be_blocked() {
+        let store = MemoryStore::new(16, 2);
+        let (a, b) = (key("a"), key("b"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        store.enter_queue(&b, "B".into(), None).await.unwrap();
+        store.leave(&b, false).await.unwrap();
+        let out = store.leave(&a, true).await.unwrap();
+        assert_eq!(out.blocked, 1);
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::Waiting);
     }
 
     #[tokio::test]

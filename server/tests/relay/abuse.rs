@@ -44,13 +44,13 @@ async fn flooding_is_rate_limited_per_participant() {
     for _ in 0..10 {
         let result = a.call("chat_status", json!({})).await;
         if result.is_error == Some(true) {
-            limited = result.structured_content;
+            limited = crate::common::error_of(&result);
             break;
         }
     }
     let limited = limited.expect("the flood is cut off");
-    assert_eq!(limited["error"]["code"], "rate_limited");
-    let retry = limited["error"]["retry_after_ms"].as_u64().unwrap();
+    assert_eq!(limited.error.code.as_str(), "rate_limited");
+    let retry = limited.error.retry_after_ms.unwrap();
     assert!(retry > 0 && retry <= 1000, "retry hint {retry} ms");
     let status: Value = b.ok("chat_status", json!({})).await;
     assert_eq!(

@@ -183,3 +183,36 @@ async fn log_level_is_honoured() {
         "no log notifications at level warning"
     );
 }
+
+/// A client repeating `notifications/initialized` does not get every event pushed twice (nor
+/// start a pusher per repetition).
+#[tokio::test]
+async fn repeated_initialized_does_not_duplicate_pushes() {
+    let relay = TestRelay::start().await;
+    let mut raw = crate::common::RawClient::new(&relay.url);
+    raw.initialize().await;
+    for _ in 0..3 {
+        let ack = raw
+            .post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .await;
+        assert_eq!(ack.status, 202);
+    }
+    let mut stream = raw.open_stream().await;
+    raw.call(1, "join_room", json!({ "room_id": "dup" })).await;
+    let b = Chatter::connect(&relay.url).await;
+    b.ok::<Value>("join_room", json!({ "room_id": "dup" }))
+        .await;
+    b.ok::<Value>("send_message", json!({ "text": "once" }))
+        .await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, stream.chunk()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let pushes = seen.matches("\"method\":\"message.received\"").count();
+    assert_eq!(pushes, 1, "one push per event: {seen}");
+
+    let c = Chatter::connect(&relay.url).await;
+    let e = c.err("join_room", json!({ "room_id": "dup" })).await;
+    assert_eq!(e.error.code.as_str(), "room_full");
+}

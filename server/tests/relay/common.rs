@@ -226,8 +226,11 @@ impl Chatter {
             Some(true),
             "{tool} should fail: {result:?}"
         );
-        serde_json::from_value(result.structured_content.expect("structured error"))
-            .expect("structured error matches the contract")
+        assert!(
+            result.structured_content.is_none(),
+            "errors must not break the tool's output schema"
+        );
+        error_of(&result).expect("the error is in _meta")
     }
 
     /// Waits for the next custom notification with this method, returning its params. Logging
@@ -272,6 +275,12 @@ impl Chatter {
     pub async fn close(self) {
         let _ = self.service.cancel().await;
     }
+}
+
+/// The machine-readable error of a failed result (`_meta["mcp-chat/error"]`).
+pub fn error_of(result: &CallToolResult) -> Option<ToolError> {
+    let meta = result.meta.as_ref()?;
+    serde_json::from_value(meta.0.get(mcp_chat::errors::ERROR_META_KEY)?.clone()).ok()
 }
 
 /// Enters two participants in the queue so that they are paired; returns the room id.
