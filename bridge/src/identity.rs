@@ -4,9 +4,13 @@
 //! owner-only permissions. The relay keys the participant by its hash, so a bridge that
 //! reconnects (network blip, relay restart behind a load balancer) keeps its seat in the chat.
 //! The token identifies nobody: it is not derived from anything about the user or the machine.
+//!
+//! Several bridges can run at once (two host windows, two hosts). Each must be its own
+//! participant, so each holds a lock on one identity slot (`identity`, `identity-2`, ...): a
+//! bridge takes the first free slot, and a restarted bridge gets its old slot back.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mcp_chat::protocol::{MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS};
 
@@ -24,6 +28,80 @@ pub enum IdentityError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// Most identity slots tried before falling back to an in-memory identity.
+pub const MAX_SLOTS: u32 = 16;
+
+/// An identity token, with the lock that keeps other bridges off its slot while it is alive.
+#[derive(Debug)]
+pub struct Identity {
+    /// The secret sent in the identity header.
+    pub token: String,
+    /// The slot's file, or `None` for an in-memory identity.
+    pub path: Option<PathBuf>,
+    _lock: Option<std::fs::File>,
+}
+
+impl Identity {
+    /// A fresh identity that lives only in memory.
+    pub fn ephemeral() -> Result<Self, IdentityError> {
+        Ok(Self {
+            token: new_token()?,
+            path: None,
+            _lock: None,
+        })
+    }
+
+    /// The stored identity of the first slot in `dir` that no other running bridge holds,
+    /// created if needed. With every slot taken, an in-memory identity.
+    pub fn acquire(dir: &Path) -> Result<Self, IdentityError> {
+        std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for slot in 1..=MAX_SLOTS {
+            let path = slot_path(dir, slot);
+            let lock_path = path.with_extension("lock");
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|source| IdentityError::Io {
+                    path: lock_path.display().to_string(),
+                    source,
+                })?;
+            match lock.try_lock() {
+                Ok(()) => {
+                    let token = load_or_create(&path)?;
+                    return Ok(Self {
+                        token,
+                        path: Some(path),
+                        _lock: Some(lock),
+                    });
+                }
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(IdentityError::Io {
+                        path: lock_path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        tracing::warn!("all {MAX_SLOTS} identity slots are in use; using an in-memory identity");
+        Self::ephemeral()
+    }
+}
+
+/// The file of identity slot `slot` (1 is `identity`, then `identity-2`, ...).
+pub fn slot_path(dir: &Path, slot: u32) -> PathBuf {
+    if slot == 1 {
+        dir.join("identity")
+    } else {
+        dir.join(format!("identity-{slot}"))
+    }
 }
 
 /// A fresh random token: 32 bytes from the OS, hex-encoded (64 characters).
@@ -106,6 +184,24 @@ mod tests {
         assert_ne!(a, b);
         assert!(is_valid_token(&a));
         assert!(!is_valid_token("short"));
+    }
+
+    #[test]
+    fn concurrent_bridges_get_their_own_slots() {
+        let dir = std::env::temp_dir().join(format!("mcp-chat-slots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = Identity::acquire(&dir).unwrap();
+        let second = Identity::acquire(&dir).unwrap();
+        assert_ne!(
+            first.token, second.token,
+            "two live bridges, two participants"
+        );
+        assert_eq!(first.path, Some(slot_path(&dir, 1)));
+        assert_eq!(second.path, Some(slot_path(&dir, 2)));
+        let token = first.token.clone();
+        drop(first);
+        let again = Identity::acquire(&dir).unwrap();
+        assert_eq!(again.token, token, "a restarted bridge gets its slot back");
     }
 
     #[test]

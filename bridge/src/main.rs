@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mcp_chat_bridge::identity;
+use mcp_chat_bridge::identity::Identity;
 use mcp_chat_bridge::logfile::RotatingLog;
 use mcp_chat_bridge::settings::{self, Flags, Paths, Settings};
 use tracing_subscriber::EnvFilter;
@@ -54,12 +54,16 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&settings);
+    // Held until exit: the lock keeps other bridges off this identity slot.
     let identity = if settings.ephemeral {
-        identity::new_token()?
+        Identity::ephemeral()?
     } else {
-        identity::load_or_create(&settings.paths.identity_file())
+        Identity::acquire(&settings.paths.config_dir)
             .context("cannot set up the anonymous identity")?
     };
+    if let Some(path) = &identity.path {
+        tracing::info!(identity_file = %path.display(), "using the stored identity");
+    }
     tracing::info!(relay = %settings.relay_url, ephemeral = settings.ephemeral, "bridge starting");
     // One thread: events stay in order, and the bridge stays small.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -67,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(mcp_chat_bridge::run(
         settings,
-        identity,
+        identity.token.clone(),
         tokio::io::stdin(),
         tokio::io::stdout(),
         shutdown_signal(),
