@@ -136,3 +136,56 @@ async fn configured_display_name_is_used() {
     let status: Value = a.ok("enter_queue", json!({})).await;
     assert_eq!(status["display_name"], "Nova");
 }
+
+/// A host's cancellation reaches the relay: the cancelled wait consumes nothing, and the next
+/// wait gets the message sent after the cancel.
+#[tokio::test]
+async fn cancellation_is_forwarded_and_loses_nothing() {
+    let relay = Relay::start().await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
+    a.send(json!({
+        "jsonrpc": "2.0", "id": 55, "method": "tools/call",
+        "params": { "name": "wait_for_message", "arguments": { "timeout_secs": 30 } }
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.send(json!({
+        "jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": { "requestId": 55, "reason": "user pressed stop" }
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.ok("send_message", json!({ "text": "after cancel" }))
+        .await;
+    let out = a.ok("wait_for_message", json!({ "timeout_secs": 5 })).await;
+    assert_eq!(out["events"][0]["text"], "after cancel");
+    let late = a.drain(Duration::from_millis(300)).await;
+    assert!(
+        !late.iter().any(|m| m["id"] == 55),
+        "no answer to a cancelled request: {late:?}"
+    );
+}
+
+/// The `chat://current` resource lists the latest events and is updated as they arrive.
+#[tokio::test]
+async fn inbox_resource_follows_the_chat() {
+    let relay = Relay::start().await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    let list = a.request("resources/list", json!({})).await;
+    assert_eq!(list["result"]["resources"][0]["uri"], "chat://current");
+    let sub = a
+        .request("resources/subscribe", json!({ "uri": "chat://current" }))
+        .await;
+    assert_eq!(sub["result"], json!({}));
+    b.ok("send_message", json!({ "text": "for the resource" }))
+        .await;
+    let updated = a.notification("notifications/resources/updated").await;
+    assert_eq!(updated["uri"], "chat://current");
+    let read = a
+        .request("resources/read", json!({ "uri": "chat://current" }))
+        .await;
+    let text = read["result"]["contents"][0]["text"].as_str().unwrap();
+    assert!(text.contains("\"for the resource\""), "{text}");
+    assert!(text.contains("untrusted"), "{text}");
+}

@@ -110,7 +110,11 @@ impl ServerHandler for Gadget {
 }
 
 async fn start_gadget() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_gadget_on("127.0.0.1:0").await
+}
+
+async fn start_gadget_on(addr: &str) -> String {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = StreamableHttpService::new(
         || Ok(Gadget::new()),
@@ -200,4 +204,33 @@ async fn bridge_is_transparent_for_other_servers() {
             .contains("\"4\""),
         "{answer}"
     );
+}
+
+/// A tools list served from the built-in contract (server not reachable yet) is followed by
+/// `notifications/tools/list_changed` once the real server turns out to have other tools.
+#[tokio::test]
+async fn list_changed_when_the_served_fallback_was_wrong() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut host = Bridge::spawn(&format!("http://{addr}/mcp"), temp_dir("listchanged"), &[]);
+    host.initialize().await;
+    let tools = host.request("tools/list", json!({})).await;
+    assert_eq!(
+        tools["result"]["tools"][0]["name"], "enter_queue",
+        "the contract's list"
+    );
+    start_gadget_on(&addr).await;
+    host.notification("notifications/tools/list_changed").await;
+    let tools = host.request("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"echo"), "{names:?}");
 }
