@@ -21,6 +21,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use mcp_chat::events::DisconnectReason;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -159,6 +160,13 @@ pub async fn serve(
             sessions_token.cancel();
         }
     };
+    // Chat events are small writes on long-lived streams: without TCP_NODELAY each would wait
+    // for the previous one's ACK, which the peer delays by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(graceful)
         .into_future();
