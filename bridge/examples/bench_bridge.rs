@@ -116,6 +116,8 @@ fn rss_kib(pid: u32) -> Option<(u64, u64)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The bridge's reqwest has no TLS provider of its own (see bridge/Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let bin = match std::env::args().nth(1) {
         Some(path) => PathBuf::from(path),
         None => std::env::current_exe()?

@@ -525,8 +525,9 @@ impl Bridge {
     async fn answer_lost(&self, id: &Value, method: &str, cause: &str) {
         let text = format!(
             "The mcp-chat relay at {} could not be reached ({cause}). Nothing is lost: try the \
-             call again in a moment.",
-            self.settings.relay_url
+             call again in a moment. Details are in the bridge's log: {}",
+            self.settings.relay_url,
+            self.settings.paths.log_file().display()
         );
         if method == "tools/call" {
             self.send_host(response(id, tool_error(&text))).await;

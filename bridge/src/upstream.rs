@@ -225,7 +225,7 @@ fn send(
     tokio::spawn(async move {
         let cause = match tokio::time::timeout(SEND_TIMEOUT, sending).await {
             Ok(Ok(())) => return,
-            Ok(Err(e)) => format!("cannot reach the relay: {e}"),
+            Ok(Err(e)) => format!("cannot reach the relay: {}", error_chain(&e)),
             Err(_) => format!("the relay did not accept the request within {SEND_TIMEOUT:?}"),
         };
         let _ = failures.send((id, cause)).await;
@@ -245,7 +245,7 @@ async fn handshake(
     transport
         .send(request)
         .await
-        .map_err(|e| format!("cannot reach the relay: {e}"))?;
+        .map_err(|e| format!("cannot reach the relay: {}", error_chain(&e)))?;
     loop {
         let Some(message) = transport.receive().await else {
             return Err("the relay closed the connection during the handshake".to_owned());
@@ -265,7 +265,7 @@ async fn handshake(
         transport
             .send(initialized)
             .await
-            .map_err(|e| format!("cannot reach the relay: {e}"))?;
+            .map_err(|e| format!("cannot reach the relay: {}", error_chain(&e)))?;
         return Ok(result);
     }
 }
@@ -292,6 +292,9 @@ fn build_transport(
     retry.base_duration = Duration::from_millis(500);
     retry.max_delay = Some(MAX_BACKOFF);
     config.retry_config = Arc::new(retry);
+    // reqwest is built without a TLS crypto provider of its own; use ring (a no-op when one is
+    // already installed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("mcp-chat-bridge/", env!("CARGO_PKG_VERSION")));
@@ -308,6 +311,22 @@ fn build_transport(
         .build()
         .map_err(|e| format!("cannot set up HTTP: {e}"))?;
     Ok(StreamableHttpClientTransport::with_client(client, config))
+}
+
+/// An error and its causes, innermost last: "error sending request" alone does not tell a user
+/// that the certificate was refused or the connection was refused.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Sleeps `delay` unless shutdown comes first; true on shutdown.
