@@ -230,17 +230,7 @@ impl State {
 
     fn status(&self, who: &ParticipantKey) -> ChatStatus {
         let Some(p) = self.participants.get(who) else {
-            return ChatStatus {
-                state: ChatState::Idle,
-                display_name: mcp_chat::limits::DEFAULT_DISPLAY_NAME.into(),
-                position: None,
-                topic: None,
-                room_id: None,
-                room_kind: None,
-                members: Vec::new(),
-                partner_name: None,
-                unread: 0,
-            };
+            return idle_status(mcp_chat::limits::DEFAULT_DISPLAY_NAME.into(), 0);
         };
         let unread = p
             .inbox
@@ -248,17 +238,7 @@ impl State {
             .iter()
             .filter(|e| e.seq > p.inbox.read_through)
             .count() as u64;
-        let mut status = ChatStatus {
-            state: ChatState::Idle,
-            display_name: p.display_name.clone(),
-            position: None,
-            topic: None,
-            room_id: None,
-            room_kind: None,
-            members: Vec::new(),
-            partner_name: None,
-            unread,
-        };
+        let mut status = idle_status(p.display_name.clone(), unread);
         match &p.place {
             Place::Idle => {}
             Place::Waiting(topic) => {
@@ -460,6 +440,21 @@ impl State {
             );
         }
         self.status(who)
+    }
+}
+
+/// The status of a participant in no queue and no room.
+fn idle_status(display_name: String, unread: u64) -> ChatStatus {
+    ChatStatus {
+        state: ChatState::Idle,
+        display_name,
+        position: None,
+        topic: None,
+        room_id: None,
+        room_kind: None,
+        members: Vec::new(),
+        partner_name: None,
+        unread,
     }
 }
 
