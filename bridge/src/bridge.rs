@@ -191,9 +191,17 @@ impl Bridge {
         .await;
     }
 
+    /// Queues a message for the relay without waiting: the relay connection may itself be
+    /// waiting for this loop, so a full queue fails the request instead of blocking.
     async fn send_relay(&mut self, message: Value) {
-        if let Some(tx) = &self.to_relay {
-            let _ = tx.send(message).await;
+        let Some(tx) = &self.to_relay else { return };
+        if tx.try_send(message.clone()).is_err()
+            && message.get("method").is_some()
+            && let Some(id) = message.get("id")
+            && let Some(pending) = self.pending.remove(&id_key(id))
+        {
+            let cause = "the bridge's queue to the relay is full";
+            self.answer_lost(id, &pending.method, cause).await;
         }
     }
 
@@ -490,7 +498,10 @@ impl Bridge {
                     self.forward(id, held.message).await;
                 }
             }
-            UpstreamEvent::Lost { cause } => {
+            UpstreamEvent::Lost {
+                cause,
+                transport_gone,
+            } => {
                 let was_up = matches!(self.link, Link::Up { .. });
                 self.link = Link::Down {
                     cause: Some(cause.clone()),
@@ -504,7 +515,10 @@ impl Bridge {
                         ),
                     )
                     .await;
-                    // Calls in flight on the lost connection will never be answered.
+                }
+                if transport_gone {
+                    // Calls in flight on a torn-down connection will never be answered. (When
+                    // only a ping failed, the transport lives on and answers them itself.)
                     for (key, pending) in std::mem::take(&mut self.pending) {
                         let id: Value = serde_json::from_str(&key).unwrap_or(Value::Null);
                         self.answer_lost(&id, &pending.method, &cause).await;
@@ -524,8 +538,10 @@ impl Bridge {
 
     async fn answer_lost(&self, id: &Value, method: &str, cause: &str) {
         let text = format!(
-            "The mcp-chat relay at {} could not be reached ({cause}). Nothing is lost: try the \
-             call again in a moment. Details are in the bridge's log: {}",
+            "The mcp-chat relay at {} could not be reached ({cause}). Try again in a moment: \
+             incoming chat events are kept for wait_for_message, but a message you were sending \
+             may or may not have arrived (get_messages shows). Details are in the bridge's log: \
+             {}",
             self.settings.relay_url,
             self.settings.paths.log_file().display()
         );

@@ -111,6 +111,29 @@ pub fn new_token() -> Result<String, IdentityError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The token sent to the server at `url`: derived from the stored secret and the server's origin
+/// (scheme, host, port), so that no server the bridge is pointed at learns the token another
+/// relay knows the user by, and cannot take over the user's seat there.
+pub fn token_for(secret: &str, url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let origin = match url.parse::<http::Uri>() {
+        Ok(uri) => format!(
+            "{}://{}:{}",
+            uri.scheme_str().unwrap_or("").to_ascii_lowercase(),
+            uri.host().unwrap_or("").to_ascii_lowercase(),
+            uri.port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                })
+        ),
+        Err(_) => url.to_owned(),
+    };
+    let digest = Sha256::digest(format!("mcp-chat identity v1\n{origin}\n{secret}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether `token` is a usable identity token.
 pub fn is_valid_token(token: &str) -> bool {
     (MIN_IDENTITY_TOKEN_CHARS..=MAX_IDENTITY_TOKEN_CHARS).contains(&token.len())
@@ -184,6 +207,16 @@ mod tests {
         assert_ne!(a, b);
         assert!(is_valid_token(&a));
         assert!(!is_valid_token("short"));
+    }
+
+    #[test]
+    fn each_relay_origin_gets_its_own_token() {
+        let secret = new_token().unwrap();
+        let a = token_for(&secret, "https://relay.example/mcp");
+        assert_eq!(a, token_for(&secret, "https://RELAY.example:443/other"));
+        assert_ne!(a, token_for(&secret, "https://evil.example/mcp"));
+        assert_ne!(a, secret);
+        assert!(is_valid_token(&a));
     }
 
     #[test]

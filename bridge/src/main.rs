@@ -77,6 +77,9 @@ fn main() -> anyhow::Result<()> {
         shutdown_signal(),
     ));
     tracing::info!("bridge stopped");
+    // Reading stdin occupies a blocking thread that cannot be interrupted: after SIGTERM with
+    // stdin still open, waiting for it would keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
 }
 

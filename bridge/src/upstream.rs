@@ -36,6 +36,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay after a failure; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Largest server-sent event accepted from the relay.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -53,6 +55,9 @@ pub enum UpstreamEvent {
     Lost {
         /// Why, in words for a person.
         cause: String,
+        /// True when the connection was torn down: requests in flight on it will never be
+        /// answered. False when only a ping failed: the transport lives on, and so may they.
+        transport_gone: bool,
     },
     /// A message from the relay.
     Message(Value),
@@ -81,7 +86,12 @@ pub async fn run(
         let mut transport = match build_transport(&settings, &identity) {
             Ok(t) => t,
             Err(cause) => {
-                let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                let _ = events
+                    .send(UpstreamEvent::Lost {
+                        cause,
+                        transport_gone: true,
+                    })
+                    .await;
                 if sleep_or_shutdown(backoff.next(), &shutdown).await {
                     return;
                 }
@@ -95,18 +105,28 @@ pub async fn run(
         let server = match handshake {
             Ok(Ok(server)) => server,
             Ok(Err(cause)) => {
-                let _ = transport.close().await;
-                let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                close(&mut transport).await;
+                let _ = events
+                    .send(UpstreamEvent::Lost {
+                        cause,
+                        transport_gone: true,
+                    })
+                    .await;
                 if sleep_or_shutdown(backoff.next(), &shutdown).await {
                     return;
                 }
                 continue;
             }
             Err(_) => {
-                let _ = transport.close().await;
+                close(&mut transport).await;
                 let cause =
                     format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}");
-                let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                let _ = events
+                    .send(UpstreamEvent::Lost {
+                        cause,
+                        transport_gone: true,
+                    })
+                    .await;
                 if sleep_or_shutdown(backoff.next(), &shutdown).await {
                     return;
                 }
@@ -136,7 +156,7 @@ pub async fn run(
                 message = transport.receive() => {
                     let Some(message) = message else {
                         let cause = "the connection to the relay closed".to_owned();
-                        let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                        let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: true }).await;
                         break;
                     };
                     let Ok(value) = serde_json::to_value(&message) else { continue };
@@ -165,10 +185,14 @@ pub async fn run(
                         .and_then(Value::as_str)
                         .is_some_and(|s| s.starts_with(INTERNAL_ID_PREFIX) && s.contains("-ping-"));
                     if is_ping {
+                        // A late failure of an older ping says nothing about the link now.
+                        if outstanding_ping.as_ref().map(|(p, _)| json!(p)) != id {
+                            continue;
+                        }
                         outstanding_ping = None;
                         if healthy {
                             healthy = false;
-                            let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                            let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: false }).await;
                         }
                         // Try again soon, backing off, to notice the relay's return.
                         next_ping = tokio::time::Instant::now() + backoff.next();
@@ -185,7 +209,7 @@ pub async fn run(
                         if healthy {
                             healthy = false;
                             let cause = format!("the relay did not answer a ping within {PING_TIMEOUT:?}");
-                            let _ = events.send(UpstreamEvent::Lost { cause }).await;
+                            let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: false }).await;
                         }
                     }
                     ping_counter += 1;
@@ -197,7 +221,16 @@ pub async fn run(
                 }
             }
         }
-        let _ = transport.close().await;
+        close(&mut transport).await;
+        // What was queued for the dead connection must not reach the next one: the bridge has
+        // already answered those requests as failed.
+        while let Ok(stale) = outgoing.try_recv() {
+            if stale.get("method").is_some() && stale.get("id").is_some() {
+                let cause = "the connection to the relay closed".to_owned();
+                let id = stale.get("id").cloned();
+                let _ = events.send(UpstreamEvent::SendFailed { id, cause }).await;
+            }
+        }
         if sleep_or_shutdown(backoff.next(), &shutdown).await {
             return;
         }
@@ -205,14 +238,28 @@ pub async fn run(
     }
 }
 
+/// Closes a transport (DELETE for a live session), never waiting long: rmcp's worker can sit in
+/// a request a hung relay never answers.
+async fn close(transport: &mut StreamableHttpClientTransport<reqwest::Client>) {
+    let _ = tokio::time::timeout(Duration::from_secs(3), transport.close()).await;
+}
+
 /// Hands one message to the transport without waiting for the relay: the send completes in its
-/// own task (bounded by [`SEND_TIMEOUT`]); a failure is reported on `failures`.
+/// own task; a failure is reported on `failures`. Only the bridge's own requests and
+/// notifications are bounded by [`SEND_TIMEOUT`]: a host request may take as long as the host
+/// allows (a server answering in plain JSON holds the POST open until the tool finishes).
 fn send(
     transport: &mut StreamableHttpClientTransport<reqwest::Client>,
     value: Value,
     failures: &mpsc::Sender<(Option<Value>, String)>,
 ) {
     let id = value.get("method").and(value.get("id")).cloned();
+    let bounded = match &id {
+        None => true,
+        Some(id) => id
+            .as_str()
+            .is_some_and(|s| s.starts_with(INTERNAL_ID_PREFIX)),
+    };
     let message: ClientJsonRpcMessage = match serde_json::from_value(value) {
         Ok(message) => message,
         Err(e) => {
@@ -223,7 +270,8 @@ fn send(
     let sending = transport.send(message);
     let failures = failures.clone();
     tokio::spawn(async move {
-        let cause = match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+        let limit = if bounded { SEND_TIMEOUT } else { Duration::MAX };
+        let cause = match tokio::time::timeout(limit, sending).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => format!("cannot reach the relay: {}", error_chain(&e)),
             Err(_) => format!("the relay did not accept the request within {SEND_TIMEOUT:?}"),
@@ -280,10 +328,13 @@ fn build_transport(
     }
     headers.insert(
         http::HeaderName::from_static(mcp_chat::protocol::IDENTITY_HEADER),
-        http::HeaderValue::from_str(identity).map_err(|e| e.to_string())?,
+        http::HeaderValue::from_str(&crate::identity::token_for(identity, &settings.relay_url))
+            .map_err(|e| e.to_string())?,
     );
+    // Chat messages are at most a few KiB; a relay may not make the bridge buffer 16 MiB events.
     let mut config = StreamableHttpClientTransportConfig::with_uri(settings.relay_url.as_str())
-        .custom_headers(headers);
+        .custom_headers(headers)
+        .max_sse_event_size(MAX_EVENT_BYTES);
     if let Some(token) = &settings.access_token {
         config = config.auth_header(token.clone());
     }
@@ -296,6 +347,9 @@ fn build_transport(
     // already installed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
+        // A redirect would replay the identity and extra headers to another host, and turn a
+        // POST into a body-less GET: refuse them, the user fixes the URL instead.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("mcp-chat-bridge/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &settings.ca_bundle {

@@ -112,3 +112,22 @@ async fn stored_identity_keeps_the_seat_across_restarts() {
         "an ephemeral identity is someone new"
     );
 }
+
+/// SIGTERM with stdin still open (the host just stops the process): the bridge ends the relay
+/// session and exits 0, even though a thread is blocked reading stdin.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_ends_the_session_and_exits_zero() {
+    let relay = Relay::start().await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    let pid = a.child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = a.wait_exit().await;
+    assert!(exit.success(), "exit {exit:?}: {}", a.stderr());
+    let gone = b.notification("partner.disconnected").await;
+    assert_eq!(gone["reason"], "disconnected");
+}
