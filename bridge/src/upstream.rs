@@ -83,50 +83,18 @@ pub async fn run(
     let mut was_connected = false;
     let mut ping_counter = 0u64;
     'connect: loop {
-        let mut transport = match build_transport(&settings, &identity) {
-            Ok(t) => t,
-            Err(cause) => {
-                let _ = events
-                    .send(UpstreamEvent::Lost {
-                        cause,
-                        transport_gone: true,
-                    })
-                    .await;
-                if sleep_or_shutdown(backoff.next(), &shutdown).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let handshake = tokio::select! {
+        let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, &init_params)) => result,
+            connected = connect(&settings, &identity, &init_params) => connected,
         };
-        let server = match handshake {
-            Ok(Ok(server)) => server,
-            Ok(Err(cause)) => {
-                close(&mut transport).await;
-                let _ = events
-                    .send(UpstreamEvent::Lost {
-                        cause,
-                        transport_gone: true,
-                    })
-                    .await;
-                if sleep_or_shutdown(backoff.next(), &shutdown).await {
-                    return;
-                }
-                continue;
-            }
-            Err(_) => {
-                close(&mut transport).await;
-                let cause =
-                    format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}");
-                let _ = events
-                    .send(UpstreamEvent::Lost {
-                        cause,
-                        transport_gone: true,
-                    })
-                    .await;
+        let (mut transport, server) = match connected {
+            Ok(connected) => connected,
+            Err(cause) => {
+                let lost = UpstreamEvent::Lost {
+                    cause,
+                    transport_gone: true,
+                };
+                let _ = events.send(lost).await;
                 if sleep_or_shutdown(backoff.next(), &shutdown).await {
                     return;
                 }
@@ -278,6 +246,27 @@ fn send(
         };
         let _ = failures.send((id, cause)).await;
     });
+}
+
+/// A new transport that completed the handshake within [`HANDSHAKE_TIMEOUT`], with the relay's
+/// `initialize` result.
+async fn connect(
+    settings: &Settings,
+    identity: &str,
+    init_params: &Value,
+) -> Result<(StreamableHttpClientTransport<reqwest::Client>, Value), String> {
+    let mut transport = build_transport(settings, identity)?;
+    let cause =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, init_params)).await
+        {
+            Ok(Ok(server)) => return Ok((transport, server)),
+            Ok(Err(cause)) => cause,
+            Err(_) => {
+                format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}")
+            }
+        };
+    close(&mut transport).await;
+    Err(cause)
 }
 
 /// `initialize` → result → `notifications/initialized`.

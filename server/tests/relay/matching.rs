@@ -125,7 +125,7 @@ async fn private_rooms_fill_up_to_capacity() {
     let e = c.err("join_room", json!({})).await;
     assert_eq!(e.error.code.as_str(), "invalid_argument", "missing room_id");
 
-    // Private room codes and random rooms are separate: the same id is a different room.
+    // Room codes are case-sensitive: another spelling is another room.
     let s: Value = c.ok("join_room", json!({ "room_id": "Book-Club" })).await;
     assert_eq!(s["members"], json!([]), "room ids are case-sensitive");
 }
