@@ -10,9 +10,13 @@
 //! - [`identity`]: the stored anonymous identity token.
 //! - `stdio`: bounded line reading and ordered writing; `upstream`: the relay connection (ping,
 //!   reconnect); `bridge`: the loop between the two; [`logfile`]: the bounded log file.
+//! - [`clients`], [`install`], [`doctor`]: `install --client`, `uninstall` and `doctor`.
 
 pub mod bridge;
+pub mod clients;
+pub mod doctor;
 pub mod identity;
+pub mod install;
 pub mod logfile;
 pub mod settings;
 mod stdio;

@@ -1,8 +1,14 @@
 //! `mcp-chat-bridge`: put a stdio MCP host (Claude Desktop, Cursor, ...) on an mcp-chat relay.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mcp_chat_bridge::clients::{Client, HostDirs, Launch, Os, Scope, Target};
+use mcp_chat_bridge::doctor::Status;
 use mcp_chat_bridge::identity::Identity;
+use mcp_chat_bridge::install::{self, Action, Outcome};
 use mcp_chat_bridge::logfile::RotatingLog;
 use mcp_chat_bridge::settings::{self, Flags, Paths, Settings};
 use tracing_subscriber::EnvFilter;
@@ -37,22 +43,94 @@ struct Cli {
 enum Command {
     /// Print the effective configuration and the files the bridge uses, then exit.
     Config,
+    /// Add this bridge to a desktop client's MCP configuration (other entries stay as they are;
+    /// the old file is backed up first).
+    Install {
+        /// The client to configure.
+        #[arg(long, value_enum)]
+        client: Client,
+        /// The user's configuration, or the project's in the current directory.
+        #[arg(long, value_enum, default_value_t)]
+        scope: Scope,
+        /// Name strangers see, passed to the bridge as --display-name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Edit this file instead of the client's usual one (e.g. VS Code Insiders).
+        #[arg(long, value_name = "PATH")]
+        config_file: Option<PathBuf>,
+        /// Show the change without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove this bridge from a desktop client's MCP configuration.
+    Uninstall {
+        /// The client to configure.
+        #[arg(long, value_enum)]
+        client: Client,
+        /// The user's configuration, or the project's in the current directory.
+        #[arg(long, value_enum, default_value_t)]
+        scope: Scope,
+        /// Edit this file instead of the client's usual one.
+        #[arg(long, value_name = "PATH")]
+        config_file: Option<PathBuf>,
+        /// Show the change without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the client entries, this binary, the bridge's files and the relay; say what to fix.
+    Doctor,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = |key: &str| std::env::var(key).ok();
     let paths = Paths::resolve(&env)?;
     let flags = Flags {
-        relay: cli.relay,
-        display_name: cli.display_name,
+        relay: cli.relay.clone(),
+        display_name: cli.display_name.clone(),
         ephemeral: cli.ephemeral,
     };
-    let settings = Settings::resolve(&flags, &env, paths)?;
-    if let Some(Command::Config) = cli.command {
-        print_config(&settings);
-        return Ok(());
+    match cli.command {
+        Some(Command::Install {
+            client,
+            scope,
+            name,
+            config_file,
+            dry_run,
+        }) => {
+            let launch = launch_args(cli.relay, name.or(cli.display_name))?;
+            let target = locate(client, scope, config_file, &env)?;
+            return edit(&target, Action::Install(client.entry(&launch)), dry_run);
+        }
+        Some(Command::Uninstall {
+            client,
+            scope,
+            config_file,
+            dry_run,
+        }) => {
+            let target = locate(client, scope, config_file, &env)?;
+            return edit(&target, Action::Uninstall, dry_run);
+        }
+        Some(Command::Doctor) => {
+            let settings = Settings::resolve(&flags, &env, paths.clone());
+            return doctor(settings, &paths, &env);
+        }
+        Some(Command::Config) => {
+            print_config(&Settings::resolve(&flags, &env, paths)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
+    let settings = Settings::resolve(&flags, &env, paths)?;
     init_logging(&settings);
     // Held until exit: the lock keeps other bridges off this identity slot.
     let identity = if settings.ephemeral {
@@ -80,7 +158,143 @@ fn main() -> anyhow::Result<()> {
     // Reading stdin occupies a blocking thread that cannot be interrupted: after SIGTERM with
     // stdin still open, waiting for it would keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bridge's own path and the arguments an installed entry passes it.
+fn launch_args(relay: Option<String>, name: Option<String>) -> anyhow::Result<Launch> {
+    let exe = std::env::current_exe().context("cannot tell where this executable is")?;
+    // An absolute, symlink-free path: clients do not search PATH reliably (GUI apps on macOS
+    // get a minimal one).
+    let command = std::fs::canonicalize(&exe).unwrap_or(exe);
+    let in_cargo_target = command.components().any(|c| c.as_os_str() == "target")
+        && command
+            .parent()
+            .is_some_and(|p| p.ends_with("debug") || p.ends_with("release"));
+    if in_cargo_target {
+        eprintln!(
+            "note: {} is inside a cargo build directory; the entry breaks when it is cleaned. \
+             `cargo install --path bridge` or the installer gives a stable path.",
+            command.display()
+        );
+    }
+    let mut args = Vec::new();
+    if let Some(relay) = relay {
+        args.push("--relay".to_owned());
+        args.push(settings::check_relay_url(&relay)?);
+    }
+    if let Some(name) = name {
+        let cleaned = mcp_chat::limits::sanitize_display_name(Some(&name));
+        if cleaned != name.trim() {
+            anyhow::bail!(
+                "--name must be 1 to {} printable characters",
+                mcp_chat::limits::MAX_DISPLAY_NAME_CHARS
+            );
+        }
+        args.push("--display-name".to_owned());
+        args.push(cleaned);
+    }
+    Ok(Launch { command, args })
+}
+
+fn host_dirs<'a>(env: &'a dyn Fn(&str) -> Option<String>) -> HostDirs<'a> {
+    HostDirs {
+        os: Os::current(),
+        home: directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf()),
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        env,
+    }
+}
+
+fn locate(
+    client: Client,
+    scope: Scope,
+    config_file: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Target> {
+    let mut target = client.locate(scope, &host_dirs(env))?;
+    if let Some(path) = config_file {
+        target.path = path;
+    }
+    Ok(target)
+}
+
+/// Plans the change, shows it, and writes it unless `dry_run`.
+fn edit(target: &Target, action: Action, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let client = target.client.display_name();
+    let path = target.path.display();
+    let plan = install::plan(target, &action).context("nothing was written")?;
+    let done = match plan.outcome {
+        Outcome::Unchanged => {
+            println!("{client}: mcp-chat is already set up in {path}; nothing to change.");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Outcome::Absent => {
+            println!("{client}: {path} has no mcp-chat entry; nothing to change.");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Outcome::Added => "added mcp-chat to",
+        Outcome::Updated => "updated mcp-chat in",
+        Outcome::Removed => "removed mcp-chat from",
+    };
+    if dry_run {
+        let would = match plan.outcome {
+            Outcome::Added => "would add mcp-chat to",
+            Outcome::Updated => "would update mcp-chat in",
+            _ => "would remove mcp-chat from",
+        };
+        println!("{client}: {would} {path}:\n");
+        print!("{}", install::diff(&plan));
+        println!("\n(dry run: nothing was written)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backup = install::apply(&plan).context("nothing was written")?;
+    println!("{client}: {done} {path}.");
+    if let Some(backup) = backup {
+        println!("The previous file is saved as {}.", backup.display());
+    }
+    println!("{}", target.client.reload_hint());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the doctor's report; fails when any check failed.
+fn doctor(
+    settings: Result<Settings, settings::SettingsError>,
+    paths: &Paths,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe()
+        .ok()
+        .map(|exe| std::fs::canonicalize(&exe).unwrap_or(exe));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let checks = runtime.block_on(mcp_chat_bridge::doctor::run(
+        exe.as_deref(),
+        settings,
+        paths,
+        &host_dirs(env),
+    ));
+    let width = checks.iter().map(|c| c.subject.len()).max().unwrap_or(0);
+    for check in &checks {
+        println!(
+            "{} {:width$}  {}",
+            check.status.tag(),
+            check.subject,
+            check.detail
+        );
+        if let Some(fix) = &check.fix {
+            println!("       {:width$}  fix: {fix}", "");
+        }
+    }
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    if failed == 0 {
+        println!("\nNo problems found.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\n{failed} problem(s) found.");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// Logs go to stderr (hosts show it in their MCP logs) and to a bounded file; never to stdout.

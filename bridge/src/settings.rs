@@ -70,7 +70,10 @@ pub struct ConfigFile {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// The relay URL does not parse or is not http(s).
-    #[error("relay URL {0:?} must be an http:// or https:// URL, e.g. {DEFAULT_RELAY_URL}")]
+    #[error(
+        "relay URL {0:?} must be an http:// or https:// URL without a user:password@ part, \
+         e.g. {DEFAULT_RELAY_URL}"
+    )]
     RelayUrl(String),
     /// config.toml is unreadable or malformed.
     #[error("cannot use {path}: {reason}")]
@@ -214,13 +217,7 @@ impl Settings {
         } else {
             (DEFAULT_RELAY_URL.to_owned(), "default")
         };
-        let relay_url = relay_url.trim().to_owned();
-        let parsed: http::Uri = relay_url
-            .parse()
-            .map_err(|_| SettingsError::RelayUrl(relay_url.clone()))?;
-        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
-            return Err(SettingsError::RelayUrl(relay_url));
-        }
+        let relay_url = check_relay_url(&relay_url)?;
 
         let display_name = nonempty(flags.display_name.clone())
             .or_else(|| nonempty(env(ENV_DISPLAY_NAME)))
@@ -276,6 +273,24 @@ impl Settings {
             progress_interval: seconds(ENV_PROGRESS_SECS, 10),
         })
     }
+}
+
+/// The relay URL, trimmed, if it is an absolute `http://` or `https://` URL without a
+/// `user:password@` part (credentials belong in the access token, not in a URL that ends up in
+/// process arguments and logs).
+pub fn check_relay_url(raw: &str) -> Result<String, SettingsError> {
+    let url = raw.trim().to_owned();
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|_| SettingsError::RelayUrl(url.clone()))?;
+    let has_userinfo = parsed.authority().is_some_and(|a| a.as_str().contains('@'));
+    if !matches!(parsed.scheme_str(), Some("http" | "https"))
+        || parsed.host().is_none()
+        || has_userinfo
+    {
+        return Err(SettingsError::RelayUrl(url));
+    }
+    Ok(url)
 }
 
 fn load_config_file(path: &Path) -> Result<ConfigFile, SettingsError> {

@@ -269,6 +269,20 @@ async fn connect(
     Err(cause)
 }
 
+/// Connects to the relay once with a throwaway identity (so a bridge running for the same user
+/// keeps its seat), ends the session, and returns the relay's `initialize` result.
+pub(crate) async fn probe(settings: &Settings) -> Result<Value, String> {
+    let identity = crate::identity::new_token().map_err(|e| e.to_string())?;
+    let params = json!({
+        "protocolVersion": mcp_chat::protocol::NEWEST_SUPPORTED_VERSION,
+        "capabilities": {},
+        "clientInfo": { "name": "mcp-chat-bridge doctor", "version": env!("CARGO_PKG_VERSION") },
+    });
+    let (mut transport, server) = connect(settings, &identity, &params).await?;
+    close(&mut transport).await;
+    Ok(server)
+}
+
 /// `initialize` → result → `notifications/initialized`.
 async fn handshake(
     transport: &mut StreamableHttpClientTransport<reqwest::Client>,

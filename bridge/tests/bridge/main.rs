@@ -3,6 +3,7 @@
 mod common;
 
 mod chat;
+mod install;
 mod lifecycle;
 mod reconnect;
 mod transparent;

@@ -1,0 +1,538 @@
+//! The desktop clients the bridge can install itself into: where each keeps its MCP servers and
+//! in which shape it wants an entry.
+//!
+//! Path resolution is a pure function of the operating system, the home directory and a few
+//! environment variables, so every client's layout on every OS is testable on any machine.
+//! Sources for each path are in the README's install section.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// Name of the bridge's entry in every client's server list.
+pub const ENTRY_NAME: &str = "mcp-chat";
+
+/// A desktop client with an MCP configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    /// Claude Desktop (macOS, Windows classic and MSIX installs, Linux community builds).
+    ClaudeDesktop,
+    /// Claude Code (`~/.claude.json`; project scope: `.mcp.json`).
+    ClaudeCode,
+    /// Cursor (`~/.cursor/mcp.json`; project scope: `.cursor/mcp.json`).
+    Cursor,
+    /// VS Code (user `mcp.json`; project scope: `.vscode/mcp.json`; key `servers`).
+    Vscode,
+    /// Windsurf (`~/.codeium/windsurf/mcp_config.json`).
+    Windsurf,
+    /// Zed (`settings.json`, key `context_servers`; project scope: `.zed/settings.json`).
+    Zed,
+    /// LM Studio (`~/.lmstudio/mcp.json`).
+    Lmstudio,
+}
+
+/// Every client, in the order `doctor` reports them.
+pub const ALL_CLIENTS: [Client; 7] = [
+    Client::ClaudeDesktop,
+    Client::ClaudeCode,
+    Client::Cursor,
+    Client::Vscode,
+    Client::Windsurf,
+    Client::Zed,
+    Client::Lmstudio,
+];
+
+/// Which configuration of a client: the user's own, or the project in the current directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Scope {
+    /// For every project of this user.
+    #[default]
+    User,
+    /// Only for the project in the current directory (a file meant to be committed).
+    Project,
+}
+
+/// The operating system whose layout to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Os {
+    /// Linux and other Unix desktops following XDG.
+    Linux,
+    /// macOS.
+    MacOs,
+    /// Windows.
+    Windows,
+}
+
+impl Os {
+    /// The system this binary runs on.
+    pub fn current() -> Self {
+        if cfg!(target_os = "macos") {
+            Os::MacOs
+        } else if cfg!(windows) {
+            Os::Windows
+        } else {
+            Os::Linux
+        }
+    }
+}
+
+/// Whether a file may hold comments and trailing commas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Strict JSON: the client refuses anything else, so we refuse to edit anything else.
+    Json,
+    /// JSON with comments (VS Code, Zed): comments and formatting are kept as they are.
+    Jsonc,
+}
+
+/// Where one client's configuration lives on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The client.
+    pub client: Client,
+    /// The configuration file.
+    pub path: PathBuf,
+    /// The top-level key holding the servers (`mcpServers`, `servers`, `context_servers`).
+    pub servers_key: &'static str,
+    /// The file's syntax.
+    pub dialect: Dialect,
+}
+
+/// Why a client's configuration cannot be located.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// The client has no project-level configuration.
+    #[error("{0} has no project scope; use --scope user")]
+    NoProjectScope(&'static str),
+    /// A directory the layout depends on is unknown.
+    #[error("cannot find {client}'s configuration: {missing} is not set")]
+    MissingDir {
+        /// The client.
+        client: &'static str,
+        /// The environment variable or directory that is missing.
+        missing: &'static str,
+    },
+}
+
+/// What a client's path depends on: the OS, the user's directories and the current directory.
+pub struct HostDirs<'a> {
+    /// Layout to use.
+    pub os: Os,
+    /// The user's home directory, if known.
+    pub home: Option<PathBuf>,
+    /// The current directory (project scope).
+    pub cwd: PathBuf,
+    /// Environment lookup (`APPDATA`, `XDG_CONFIG_HOME`, `CLAUDE_CONFIG_DIR`, ...).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl HostDirs<'_> {
+    fn var(&self, key: &str) -> Option<PathBuf> {
+        (self.env)(key)
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from)
+    }
+
+    fn home(&self, client: Client) -> Result<PathBuf, LocateError> {
+        self.home.clone().ok_or(LocateError::MissingDir {
+            client: client.display_name(),
+            missing: "the home directory",
+        })
+    }
+
+    fn windows_var(&self, client: Client, key: &'static str) -> Result<PathBuf, LocateError> {
+        self.var(key).ok_or(LocateError::MissingDir {
+            client: client.display_name(),
+            missing: key,
+        })
+    }
+
+    /// `~/.config` or `$XDG_CONFIG_HOME` (Linux, and Zed on macOS).
+    fn xdg_config(&self, client: Client) -> Result<PathBuf, LocateError> {
+        match self.var("XDG_CONFIG_HOME").filter(|p| p.is_absolute()) {
+            Some(dir) => Ok(dir),
+            None => Ok(self.home(client)?.join(".config")),
+        }
+    }
+
+    /// The per-user application data directory of an Electron app named `app`.
+    fn app_data(&self, client: Client, app: &str) -> Result<PathBuf, LocateError> {
+        Ok(match self.os {
+            Os::MacOs => self
+                .home(client)?
+                .join("Library")
+                .join("Application Support")
+                .join(app),
+            Os::Windows => self.windows_var(client, "APPDATA")?.join(app),
+            Os::Linux => self.xdg_config(client)?.join(app),
+        })
+    }
+}
+
+/// The package directory of the Microsoft Store (MSIX) build of Claude Desktop. Its file-system
+/// virtualisation redirects `%APPDATA%\Claude` into this package's `LocalCache\Roaming`.
+const CLAUDE_MSIX_PACKAGE: &str = "Claude_pzs8sxrjxfjjc";
+
+impl Client {
+    /// The name people know the client by.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Client::ClaudeDesktop => "Claude Desktop",
+            Client::ClaudeCode => "Claude Code",
+            Client::Cursor => "Cursor",
+            Client::Vscode => "VS Code",
+            Client::Windsurf => "Windsurf",
+            Client::Zed => "Zed",
+            Client::Lmstudio => "LM Studio",
+        }
+    }
+
+    /// The value of `--client` that selects this client.
+    pub fn flag_value(self) -> &'static str {
+        match self {
+            Client::ClaudeDesktop => "claude-desktop",
+            Client::ClaudeCode => "claude-code",
+            Client::Cursor => "cursor",
+            Client::Vscode => "vscode",
+            Client::Windsurf => "windsurf",
+            Client::Zed => "zed",
+            Client::Lmstudio => "lmstudio",
+        }
+    }
+
+    /// What the user does after a change so the client picks it up.
+    pub fn reload_hint(self) -> &'static str {
+        match self {
+            Client::ClaudeDesktop => {
+                "Quit Claude Desktop completely (not just its window) and open it again."
+            }
+            Client::ClaudeCode => "Start a new Claude Code session; `/mcp` lists the server.",
+            Client::Cursor => "Open Cursor Settings > MCP and check that mcp-chat is enabled.",
+            Client::Vscode => {
+                "Run \"MCP: List Servers\" in VS Code and start mcp-chat (it asks to trust it)."
+            }
+            Client::Windsurf => "Press refresh in Windsurf's MCP panel (Cascade > MCP servers).",
+            Client::Zed => "Zed reloads settings by itself; see the Agent panel's settings.",
+            Client::Lmstudio => "Restart LM Studio or reload its MCP servers (Program > Install).",
+        }
+    }
+
+    /// Where this client's configuration for `scope` is on the host described by `dirs`.
+    pub fn locate(self, scope: Scope, dirs: &HostDirs<'_>) -> Result<Target, LocateError> {
+        let target = |path: PathBuf, servers_key, dialect| Target {
+            client: self,
+            path,
+            servers_key,
+            dialect,
+        };
+        if scope == Scope::Project {
+            let project = |rel: &[&str], key, dialect| {
+                let path = rel.iter().fold(dirs.cwd.clone(), |p, part| p.join(part));
+                Ok(target(path, key, dialect))
+            };
+            return match self {
+                Client::ClaudeCode => project(&[".mcp.json"], "mcpServers", Dialect::Json),
+                Client::Cursor => project(&[".cursor", "mcp.json"], "mcpServers", Dialect::Json),
+                Client::Vscode => project(&[".vscode", "mcp.json"], "servers", Dialect::Jsonc),
+                Client::Zed => project(
+                    &[".zed", "settings.json"],
+                    "context_servers",
+                    Dialect::Jsonc,
+                ),
+                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio => {
+                    Err(LocateError::NoProjectScope(self.display_name()))
+                }
+            };
+        }
+        let home = || dirs.home(self);
+        Ok(match self {
+            Client::ClaudeDesktop => {
+                let file = "claude_desktop_config.json";
+                let path = match dirs.os {
+                    Os::Windows => {
+                        let package = dirs
+                            .windows_var(self, "LOCALAPPDATA")?
+                            .join("Packages")
+                            .join(CLAUDE_MSIX_PACKAGE);
+                        // The current installer is MSIX; the app then reads the virtualised
+                        // copy, not %APPDATA%, so a package directory decides.
+                        if package.is_dir() {
+                            package
+                                .join("LocalCache")
+                                .join("Roaming")
+                                .join("Claude")
+                                .join(file)
+                        } else {
+                            dirs.app_data(self, "Claude")?.join(file)
+                        }
+                    }
+                    _ => dirs.app_data(self, "Claude")?.join(file),
+                };
+                target(path, "mcpServers", Dialect::Json)
+            }
+            Client::ClaudeCode => {
+                // Claude Code keeps its state file inside CLAUDE_CONFIG_DIR when that is set.
+                let dir = dirs.var("CLAUDE_CONFIG_DIR").map_or_else(home, Ok)?;
+                target(dir.join(".claude.json"), "mcpServers", Dialect::Json)
+            }
+            Client::Cursor => target(
+                home()?.join(".cursor").join("mcp.json"),
+                "mcpServers",
+                Dialect::Json,
+            ),
+            Client::Vscode => target(
+                dirs.app_data(self, "Code")?.join("User").join("mcp.json"),
+                "servers",
+                Dialect::Jsonc,
+            ),
+            Client::Windsurf => target(
+                home()?
+                    .join(".codeium")
+                    .join("windsurf")
+                    .join("mcp_config.json"),
+                "mcpServers",
+                Dialect::Json,
+            ),
+            Client::Zed => {
+                let dir = match dirs.os {
+                    Os::Windows => dirs.windows_var(self, "APPDATA")?.join("Zed"),
+                    // Zed uses ~/.config/zed on macOS too, not Application Support.
+                    Os::MacOs | Os::Linux => dirs.xdg_config(self)?.join("zed"),
+                };
+                target(dir.join("settings.json"), "context_servers", Dialect::Jsonc)
+            }
+            Client::Lmstudio => target(
+                home()?.join(".lmstudio").join("mcp.json"),
+                "mcpServers",
+                Dialect::Json,
+            ),
+        })
+    }
+
+    /// The entry that launches the bridge, in this client's shape.
+    pub fn entry(self, launch: &Launch) -> Value {
+        let command = launch.command.to_string_lossy();
+        match self {
+            Client::ClaudeCode => json!({
+                "type": "stdio", "command": command, "args": launch.args, "env": {},
+            }),
+            Client::Vscode => json!({ "type": "stdio", "command": command, "args": launch.args }),
+            Client::Zed => json!({
+                "source": "custom", "command": command, "args": launch.args, "env": {},
+            }),
+            Client::ClaudeDesktop | Client::Cursor | Client::Windsurf | Client::Lmstudio => {
+                json!({ "command": command, "args": launch.args })
+            }
+        }
+    }
+}
+
+/// How a client starts the bridge: an absolute path and non-secret arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// Absolute path of the bridge executable.
+    pub command: PathBuf,
+    /// Arguments (`--relay`, `--display-name`); never a secret, since other local users can
+    /// read a process's arguments.
+    pub args: Vec<String>,
+}
+
+/// The command an installed entry launches, read back from a client's entry.
+pub fn entry_command(entry: &Value) -> Option<&Path> {
+    entry.get("command").and_then(Value::as_str).map(Path::new)
+}
+
+/// The `--relay` an installed entry passes, if any.
+pub fn entry_relay(entry: &Value) -> Option<&str> {
+    let args = entry.get("args")?.as_array()?;
+    let position = args.iter().position(|a| a.as_str() == Some("--relay"))?;
+    args.get(position + 1)?.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs<'a>(os: Os, env: &'a dyn Fn(&str) -> Option<String>) -> HostDirs<'a> {
+        let home = match os {
+            Os::Windows => PathBuf::from(r"C:\Users\ann"),
+            Os::MacOs => PathBuf::from("/Users/ann"),
+            Os::Linux => PathBuf::from("/home/ann"),
+        };
+        HostDirs {
+            os,
+            home: Some(home),
+            cwd: PathBuf::from("/work/proj"),
+            env,
+        }
+    }
+
+    fn located(client: Client, os: Os, env: &dyn Fn(&str) -> Option<String>) -> String {
+        let target = client.locate(Scope::User, &dirs(os, env)).unwrap();
+        target.path.to_string_lossy().replace('\\', "/")
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn windows_env(key: &str) -> Option<String> {
+        match key {
+            "APPDATA" => Some(r"C:\Users\ann\AppData\Roaming".into()),
+            "LOCALAPPDATA" => Some(r"C:\Users\ann\AppData\Local".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn macos_layout() {
+        let at = |c| located(c, Os::MacOs, &no_env);
+        assert_eq!(
+            at(Client::ClaudeDesktop),
+            "/Users/ann/Library/Application Support/Claude/claude_desktop_config.json"
+        );
+        assert_eq!(at(Client::ClaudeCode), "/Users/ann/.claude.json");
+        assert_eq!(at(Client::Cursor), "/Users/ann/.cursor/mcp.json");
+        assert_eq!(
+            at(Client::Vscode),
+            "/Users/ann/Library/Application Support/Code/User/mcp.json"
+        );
+        assert_eq!(
+            at(Client::Windsurf),
+            "/Users/ann/.codeium/windsurf/mcp_config.json"
+        );
+        assert_eq!(at(Client::Zed), "/Users/ann/.config/zed/settings.json");
+        assert_eq!(at(Client::Lmstudio), "/Users/ann/.lmstudio/mcp.json");
+    }
+
+    #[test]
+    fn linux_layout_follows_xdg() {
+        let at = |c| located(c, Os::Linux, &no_env);
+        assert_eq!(
+            at(Client::ClaudeDesktop),
+            "/home/ann/.config/Claude/claude_desktop_config.json"
+        );
+        assert_eq!(at(Client::Vscode), "/home/ann/.config/Code/User/mcp.json");
+        assert_eq!(at(Client::Zed), "/home/ann/.config/zed/settings.json");
+        let xdg = |k: &str| (k == "XDG_CONFIG_HOME").then(|| "/xdg".to_owned());
+        assert_eq!(
+            located(Client::ClaudeDesktop, Os::Linux, &xdg),
+            "/xdg/Claude/claude_desktop_config.json"
+        );
+        assert_eq!(
+            located(Client::Zed, Os::Linux, &xdg),
+            "/xdg/zed/settings.json"
+        );
+        // A relative XDG_CONFIG_HOME is invalid by the spec and ignored.
+        let relative = |k: &str| (k == "XDG_CONFIG_HOME").then(|| "xdg".to_owned());
+        assert_eq!(
+            located(Client::Zed, Os::Linux, &relative),
+            "/home/ann/.config/zed/settings.json"
+        );
+    }
+
+    #[test]
+    fn windows_layout() {
+        let at = |c| located(c, Os::Windows, &windows_env);
+        assert_eq!(
+            at(Client::ClaudeDesktop),
+            "C:/Users/ann/AppData/Roaming/Claude/claude_desktop_config.json"
+        );
+        assert_eq!(
+            at(Client::Vscode),
+            "C:/Users/ann/AppData/Roaming/Code/User/mcp.json"
+        );
+        assert_eq!(
+            at(Client::Zed),
+            "C:/Users/ann/AppData/Roaming/Zed/settings.json"
+        );
+        assert_eq!(at(Client::Cursor), "C:/Users/ann/.cursor/mcp.json");
+        assert_eq!(at(Client::Lmstudio), "C:/Users/ann/.lmstudio/mcp.json");
+        let err = Client::Vscode
+            .locate(Scope::User, &dirs(Os::Windows, &no_env))
+            .unwrap_err();
+        assert!(err.to_string().contains("APPDATA"), "{err}");
+    }
+
+    #[test]
+    fn windows_msix_claude_desktop_is_preferred_when_its_package_exists() {
+        let local = std::env::temp_dir().join(format!("mcp-chat-msix-{}", std::process::id()));
+        std::fs::create_dir_all(local.join("Packages").join(CLAUDE_MSIX_PACKAGE)).unwrap();
+        let local_str = local.to_string_lossy().into_owned();
+        let env = move |key: &str| match key {
+            "LOCALAPPDATA" => Some(local_str.clone()),
+            other => windows_env(other),
+        };
+        let target = Client::ClaudeDesktop
+            .locate(Scope::User, &dirs(Os::Windows, &env))
+            .unwrap();
+        assert_eq!(
+            target.path,
+            local
+                .join("Packages")
+                .join(CLAUDE_MSIX_PACKAGE)
+                .join("LocalCache")
+                .join("Roaming")
+                .join("Claude")
+                .join("claude_desktop_config.json")
+        );
+        std::fs::remove_dir_all(&local).unwrap();
+    }
+
+    #[test]
+    fn claude_code_honours_its_config_dir() {
+        let env = |k: &str| (k == "CLAUDE_CONFIG_DIR").then(|| "/cc".to_owned());
+        assert_eq!(
+            located(Client::ClaudeCode, Os::Linux, &env),
+            "/cc/.claude.json"
+        );
+    }
+
+    #[test]
+    fn project_scope() {
+        let project = |c: Client| c.locate(Scope::Project, &dirs(Os::Linux, &no_env));
+        assert_eq!(
+            project(Client::ClaudeCode).unwrap().path,
+            Path::new("/work/proj/.mcp.json")
+        );
+        let vscode = project(Client::Vscode).unwrap();
+        assert_eq!(vscode.path, Path::new("/work/proj/.vscode/mcp.json"));
+        assert_eq!(vscode.servers_key, "servers");
+        assert_eq!(
+            project(Client::Cursor).unwrap().path,
+            Path::new("/work/proj/.cursor/mcp.json")
+        );
+        assert_eq!(
+            project(Client::Zed).unwrap().path,
+            Path::new("/work/proj/.zed/settings.json")
+        );
+        for client in [Client::ClaudeDesktop, Client::Windsurf, Client::Lmstudio] {
+            assert!(matches!(
+                project(client),
+                Err(LocateError::NoProjectScope(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn entries_have_each_clients_shape() {
+        let launch = Launch {
+            command: PathBuf::from("/opt/mcp-chat-bridge"),
+            args: vec!["--relay".into(), "https://chat.example/mcp".into()],
+        };
+        let vscode = Client::Vscode.entry(&launch);
+        assert_eq!(vscode["type"], "stdio");
+        assert_eq!(Client::Zed.entry(&launch)["source"], "custom");
+        assert_eq!(Client::ClaudeCode.entry(&launch)["type"], "stdio");
+        let desktop = Client::ClaudeDesktop.entry(&launch);
+        assert_eq!(
+            desktop,
+            json!({"command": "/opt/mcp-chat-bridge", "args": ["--relay", "https://chat.example/mcp"]})
+        );
+        assert_eq!(entry_relay(&desktop), Some("https://chat.example/mcp"));
+        assert_eq!(
+            entry_command(&desktop),
+            Some(Path::new("/opt/mcp-chat-bridge"))
+        );
+    }
+}

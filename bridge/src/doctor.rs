@@ -1,0 +1,349 @@
+//! `mcp-chat-bridge doctor`: checks what stands between the user and a chat, and says how to fix
+//! each problem: client entries, the binary they launch, the bridge's own files, the relay.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::clients::{self, ALL_CLIENTS, HostDirs, Scope};
+use crate::identity;
+use crate::install;
+use crate::settings::{DEFAULT_RELAY_URL, Paths, Settings, SettingsError};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Fine.
+    Ok,
+    /// Worth knowing; nothing to fix.
+    Info,
+    /// Works, but probably not as intended.
+    Warn,
+    /// Broken: chatting will not work this way.
+    Fail,
+}
+
+impl Status {
+    /// Fixed-width tag for the report.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Status::Ok => "[ok]  ",
+            Status::Info => "[--]  ",
+            Status::Warn => "[warn]",
+            Status::Fail => "[FAIL]",
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Outcome.
+    pub status: Status,
+    /// What was checked.
+    pub subject: String,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it, when there is something to do.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(status: Status, subject: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            subject: subject.into(),
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// Runs every check. `exe` is this bridge's own path; `settings` is what a client launching it
+/// with no arguments would get.
+pub async fn run(
+    exe: Option<&Path>,
+    settings: Result<Settings, SettingsError>,
+    paths: &Paths,
+    dirs: &HostDirs<'_>,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    match exe {
+        Some(exe) => checks.push(Check::new(
+            Status::Ok,
+            "bridge",
+            format!("{} (version {})", exe.display(), env!("CARGO_PKG_VERSION")),
+        )),
+        None => checks.push(Check::new(
+            Status::Warn,
+            "bridge",
+            "cannot tell where this executable is",
+        )),
+    }
+
+    let mut relays = BTreeSet::new();
+    for client in ALL_CLIENTS {
+        for scope in [Scope::User, Scope::Project] {
+            let Ok(target) = client.locate(scope, dirs) else {
+                continue;
+            };
+            // A project file is only of interest where the user has one.
+            if scope == Scope::Project && !target.path.exists() {
+                continue;
+            }
+            let (check, relay) = check_client(&target, scope, exe);
+            checks.push(check);
+            if let Some(relay) = relay {
+                relays.insert(relay);
+            }
+        }
+    }
+
+    match &settings {
+        Ok(settings) => {
+            let file = paths.config_file();
+            let detail = if file.exists() {
+                format!("{} is valid", file.display())
+            } else {
+                format!("no {} (defaults apply)", file.display())
+            };
+            checks.push(Check::new(Status::Ok, "settings", detail));
+            relays.insert(settings.relay_url.clone());
+        }
+        Err(error) => checks.push(
+            Check::new(Status::Fail, "settings", error.to_string())
+                .fix("correct the setting; `mcp-chat-bridge config` shows where each comes from"),
+        ),
+    }
+
+    checks.extend(check_identity(&paths.config_dir));
+
+    if let Ok(settings) = &settings {
+        for relay in relays {
+            checks.push(check_relay(settings, &relay).await);
+        }
+    }
+    checks
+}
+
+/// The entry of one client: present, launching an existing bridge, this one. Also returns the
+/// relay the entry points at, if it names one.
+fn check_client(
+    target: &clients::Target,
+    scope: Scope,
+    exe: Option<&Path>,
+) -> (Check, Option<String>) {
+    let client = target.client;
+    let subject = match scope {
+        Scope::User => client.display_name().to_owned(),
+        Scope::Project => format!("{} (this project)", client.display_name()),
+    };
+    let install_cmd = match scope {
+        Scope::User => format!("mcp-chat-bridge install --client {}", client.flag_value()),
+        Scope::Project => format!(
+            "mcp-chat-bridge install --client {} --scope project",
+            client.flag_value()
+        ),
+    };
+    let path = target.path.display();
+    let entry = match install::read_entry(target) {
+        Ok(Some(entry)) => entry,
+        Ok(None) if !target.path.exists() => {
+            let check = Check::new(Status::Info, subject, format!("not set up (no {path})"));
+            return (check, None);
+        }
+        Ok(None) => {
+            let check = Check::new(
+                Status::Info,
+                subject,
+                format!("{path} has no mcp-chat entry"),
+            )
+            .fix(install_cmd);
+            return (check, None);
+        }
+        Err(error) => {
+            let check = Check::new(Status::Fail, subject, error.to_string())
+                .fix("repair the file by hand; install refuses to edit a file that does not parse");
+            return (check, None);
+        }
+    };
+    let relay = clients::entry_relay(&entry)
+        .map(str::to_owned)
+        .or_else(|| entry_env(&entry, crate::settings::ENV_RELAY));
+    let Some(command) = clients::entry_command(&entry) else {
+        let check = Check::new(
+            Status::Fail,
+            subject,
+            format!("{path}: the entry has no command"),
+        )
+        .fix(install_cmd);
+        return (check, relay);
+    };
+    let check = if !command.is_file() {
+        Check::new(
+            Status::Fail,
+            subject,
+            format!("launches {}, which does not exist", command.display()),
+        )
+        .fix(install_cmd)
+    } else if !is_executable(command) {
+        Check::new(
+            Status::Fail,
+            subject,
+            format!("launches {}, which is not executable", command.display()),
+        )
+        .fix(format!("chmod +x {}", command.display()))
+    } else if exe.is_some_and(|exe| !same_file(exe, command)) {
+        Check::new(
+            Status::Warn,
+            subject,
+            format!("launches another copy of the bridge: {}", command.display()),
+        )
+        .fix(format!("{install_cmd}   (to launch this one instead)"))
+    } else {
+        Check::new(Status::Ok, subject, format!("{path} launches this bridge"))
+    };
+    (check, relay)
+}
+
+fn entry_env(entry: &Value, key: &str) -> Option<String> {
+    entry
+        .get("env")?
+        .get(key)?
+        .as_str()
+        .map(str::to_owned)
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Identity files: readable by their owner only, and holding a usable token.
+fn check_identity(dir: &Path) -> Vec<Check> {
+    let slots: Vec<PathBuf> = (1..=identity::MAX_SLOTS)
+        .map(|slot| identity::slot_path(dir, slot))
+        .filter(|path| path.exists())
+        .collect();
+    if slots.is_empty() {
+        return vec![Check::new(
+            Status::Info,
+            "identity",
+            format!(
+                "none yet; the first run creates {}",
+                dir.join("identity").display()
+            ),
+        )];
+    }
+    slots
+        .into_iter()
+        .map(|path| {
+            let shown = path.display().to_string();
+            let token = std::fs::read_to_string(&path).map(|t| t.trim().to_owned());
+            match token {
+                Err(error) => Check::new(Status::Fail, "identity", format!("{shown}: {error}"))
+                    .fix(format!("make {shown} readable by you, or delete it")),
+                Ok(token) if !identity::is_valid_token(&token) => Check::new(
+                    Status::Warn,
+                    "identity",
+                    format!("{shown} holds no usable token; the next run replaces it"),
+                ),
+                Ok(_) => match group_or_world_access(&path) {
+                    Some(mode) => Check::new(
+                        Status::Fail,
+                        "identity",
+                        format!("{shown} can be read by other users (mode {mode:o})"),
+                    )
+                    .fix(format!("chmod 600 {shown}")),
+                    None => Check::new(Status::Ok, "identity", format!("{shown} is private")),
+                },
+            }
+        })
+        .collect()
+}
+
+async fn check_relay(settings: &Settings, relay: &str) -> Check {
+    let subject = format!("relay {relay}");
+    let mut settings = settings.clone();
+    settings.relay_url = match crate::settings::check_relay_url(relay) {
+        Ok(url) => url,
+        Err(error) => {
+            return Check::new(Status::Fail, subject, error.to_string())
+                .fix("use the relay's full MCP URL, e.g. https://chat.example.org/mcp");
+        }
+    };
+    let started = Instant::now();
+    match crate::upstream::probe(&settings).await {
+        Ok(server) => {
+            let elapsed = started.elapsed().as_millis();
+            let info = &server["serverInfo"];
+            let name = info["name"].as_str().unwrap_or("?");
+            let version = info["version"].as_str().unwrap_or("?");
+            let protocol = server["protocolVersion"].as_str().unwrap_or("?");
+            let detail = format!("{name} {version}, protocol {protocol}, answered in {elapsed} ms");
+            if name != "mcp-chat-relay" {
+                Check::new(Status::Warn, subject, detail)
+                    .fix("this MCP server is not an mcp-chat relay; check the URL")
+            } else if minor_version(version) != minor_version(env!("CARGO_PKG_VERSION")) {
+                Check::new(Status::Warn, subject, detail).fix(format!(
+                    "the bridge is {}; update the older of the two if tools misbehave",
+                    env!("CARGO_PKG_VERSION")
+                ))
+            } else {
+                Check::new(Status::Ok, subject, detail)
+            }
+        }
+        Err(cause) => {
+            let fix = if relay == DEFAULT_RELAY_URL {
+                "start a relay here (`mcp-chat-relay`), or point the bridge at one with \
+                 `install --relay URL` or MCP_CHAT_RELAY"
+                    .to_owned()
+            } else {
+                "check the URL, your network and proxy (HTTPS_PROXY), and for a private relay \
+                 MCP_CHAT_ACCESS_TOKEN; the bridge log has details"
+                    .to_owned()
+            };
+            Check::new(Status::Fail, subject, cause).fix(fix)
+        }
+    }
+}
+
+/// `major.minor` of a version; the contract changes only with these.
+fn minor_version(version: &str) -> String {
+    version.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// The file's mode when its group or others have any access to it.
+#[cfg(unix)]
+fn group_or_world_access(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// Windows: the profile directory's ACL keeps other users out; nothing to check by mode.
+#[cfg(not(unix))]
+fn group_or_world_access(_path: &Path) -> Option<u32> {
+    None
+}

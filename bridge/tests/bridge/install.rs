@@ -1,0 +1,391 @@
+//! `install --client`, `uninstall` and `doctor`, run as the built binary against fixture files in
+//! a private home directory (the per-OS paths are unit-tested in `clients.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::common::{Relay, temp_dir};
+
+/// A throwaway home directory, bridge config directory and project directory.
+struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    fn new(name: &str) -> Self {
+        let root = temp_dir(name);
+        for dir in ["home", "cfg", "project"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        Self { root }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+
+    fn project(&self) -> PathBuf {
+        self.root.join("project")
+    }
+
+    /// Runs the bridge binary with this home, nothing else from the environment.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_mcp-chat-bridge"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("MCP_CHAT_CONFIG_DIR", self.root.join("cfg"))
+            .env("MCP_CHAT_LOG_DIR", self.root.join("logs"))
+            .current_dir(self.project())
+            .output()
+            .expect("run the bridge")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.home().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Files next to `path` whose names start with its name (backups, stray temporaries).
+    fn siblings(path: &Path) -> Vec<String> {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut found: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != &name && n.contains(&name))
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn bridge_path() -> String {
+    std::fs::canonicalize(env!("CARGO_BIN_EXE_mcp-chat-bridge"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Each client's user file on Linux, its servers key, and an entry field only that shape has.
+const CLIENTS: [(&str, &str, &str); 7] = [
+    (
+        "claude-desktop",
+        ".config/Claude/claude_desktop_config.json",
+        "mcpServers",
+    ),
+    ("claude-code", ".claude.json", "mcpServers"),
+    ("cursor", ".cursor/mcp.json", "mcpServers"),
+    ("vscode", ".config/Code/User/mcp.json", "servers"),
+    (
+        "windsurf",
+        ".codeium/windsurf/mcp_config.json",
+        "mcpServers",
+    ),
+    ("zed", ".config/zed/settings.json", "context_servers"),
+    ("lmstudio", ".lmstudio/mcp.json", "mcpServers"),
+];
+
+#[test]
+fn install_keeps_everything_else_backs_up_and_is_idempotent() {
+    let home = Home::new("install-merge");
+    for (client, rel, key) in CLIENTS {
+        let original = format!(
+            "{{\n  \"theme\": \"dark\",\n  \"{key}\": {{\n    \"other\": {{ \"command\": \"/usr/bin/other\", \"args\": [\"-x\"] }}\n  }},\n  \"numbers\": [1, 2.50, 3e2]\n}}\n"
+        );
+        let path = home.write(rel, &original);
+        let out = home.ok(&["install", "--client", client]);
+        assert!(out.contains("added mcp-chat"), "{client}: {out}");
+
+        let after = std::fs::read_to_string(&path).unwrap();
+        let value: Value = serde_json::from_str(&after).unwrap();
+        assert_eq!(value["theme"], "dark", "{client}");
+        assert_eq!(
+            value[key]["other"],
+            json!({"command": "/usr/bin/other", "args": ["-x"]}),
+            "{client}"
+        );
+        // Untouched parts keep their exact text, number spellings included.
+        assert!(
+            after.contains("\"numbers\": [1, 2.50, 3e2]"),
+            "{client}: {after}"
+        );
+        let entry = &value[key]["mcp-chat"];
+        assert_eq!(entry["command"], bridge_path().as_str(), "{client}");
+        assert_eq!(entry["args"], json!([]), "{client}");
+        match client {
+            "vscode" | "claude-code" => assert_eq!(entry["type"], "stdio"),
+            "zed" => assert_eq!(entry["source"], "custom"),
+            _ => assert!(entry.get("type").is_none(), "{client}: {entry}"),
+        }
+
+        let backups = Home::siblings(&path);
+        assert_eq!(backups.len(), 1, "{client}: {backups:?}");
+        assert!(backups[0].contains("mcp-chat-backup-"), "{backups:?}");
+        let backup = path.with_file_name(&backups[0]);
+        assert_eq!(std::fs::read_to_string(backup).unwrap(), original);
+
+        // Twice is once: no change, no second backup.
+        let out = home.ok(&["install", "--client", client]);
+        assert!(out.contains("already set up"), "{client}: {out}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), after);
+        assert_eq!(Home::siblings(&path).len(), 1, "{client}");
+    }
+}
+
+#[test]
+fn install_creates_a_missing_file_and_uninstall_removes_only_the_entry() {
+    let home = Home::new("install-create");
+    let path = home.home().join(".cursor/mcp.json");
+    home.ok(&[
+        "install",
+        "--client",
+        "cursor",
+        "--relay",
+        "https://chat.example.org/mcp",
+        "--name",
+        "Quiet Fox",
+    ]);
+    let value = read_json(&path);
+    assert_eq!(
+        value["mcpServers"]["mcp-chat"]["args"],
+        json!([
+            "--relay",
+            "https://chat.example.org/mcp",
+            "--display-name",
+            "Quiet Fox"
+        ])
+    );
+    assert!(Home::siblings(&path).is_empty(), "no backup of nothing");
+
+    // Someone adds another server by hand; uninstall leaves it.
+    let mut edited = value.clone();
+    edited["mcpServers"]["other"] = json!({"command": "other"});
+    std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let out = home.ok(&["uninstall", "--client", "cursor"]);
+    assert!(out.contains("removed mcp-chat"), "{out}");
+    assert_eq!(
+        read_json(&path),
+        json!({"mcpServers": {"other": {"command": "other"}}})
+    );
+    assert_eq!(Home::siblings(&path).len(), 1, "a backup before removing");
+
+    let out = home.ok(&["uninstall", "--client", "cursor"]);
+    assert!(out.contains("nothing to change"), "{out}");
+    assert_eq!(Home::siblings(&path).len(), 1);
+}
+
+#[test]
+fn comments_and_trailing_commas_survive_in_jsonc_clients() {
+    let home = Home::new("install-jsonc");
+    let zed = "// Zed settings\n//\n// see https://zed.dev/docs\n{\n  \"theme\": \"One Dark\", // keep me\n  /* block */\n  \"context_servers\": {\n    \"other\": { \"source\": \"custom\", \"command\": \"x\", \"args\": [], },\n  },\n}\n";
+    let path = home.write(".config/zed/settings.json", zed);
+    home.ok(&["install", "--client", "zed"]);
+    let after = std::fs::read_to_string(&path).unwrap();
+    for line in zed.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(after.contains(line), "lost {line:?} in:\n{after}");
+    }
+    assert!(after.contains("\"mcp-chat\""), "{after}");
+    home.ok(&["uninstall", "--client", "zed"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), zed);
+}
+
+#[test]
+fn a_malformed_or_misshapen_file_is_never_written() {
+    let home = Home::new("install-malformed");
+    let cases = [
+        // Truncated.
+        "{\"mcpServers\": {\"other\": {\"command\": \"x\"}",
+        // Comments: fine for VS Code, but Claude Desktop's parser rejects them.
+        "{\n  // a comment\n  \"mcpServers\": {}\n}\n",
+        // Valid JSON, wrong shape.
+        "{\"mcpServers\": [\"x\"]}",
+        "[1, 2]",
+    ];
+    for text in cases {
+        let path = home.write(".config/Claude/claude_desktop_config.json", text);
+        for args in [
+            &["install", "--client", "claude-desktop"][..],
+            &["uninstall", "--client", "claude-desktop"][..],
+        ] {
+            let out = home.run(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
+            assert!(stderr.contains("nothing was written"), "{stderr}");
+            assert!(stderr.contains("claude_desktop_config.json"), "{stderr}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+            assert!(
+                Home::siblings(&path).is_empty(),
+                "{:?}",
+                Home::siblings(&path)
+            );
+        }
+    }
+}
+
+#[test]
+fn dry_run_shows_the_change_and_writes_nothing() {
+    let home = Home::new("install-dry-run");
+    let original = "{\n  \"servers\": {\n    \"other\": { \"type\": \"http\", \"url\": \"https://x\" }\n  }\n}\n";
+    let path = home.write(".config/Code/User/mcp.json", original);
+    let out = home.ok(&["install", "--client", "vscode", "--dry-run"]);
+    assert!(out.contains("would add mcp-chat"), "{out}");
+    assert!(out.contains("+     \"mcp-chat\": {"), "{out}");
+    assert!(
+        out.contains(&format!("\"command\": \"{}\"", bridge_path())),
+        "{out}"
+    );
+    // The one removed line is the last server, which gains a comma.
+    let removed: Vec<&str> = out.lines().filter(|l| l.starts_with("- ")).collect();
+    assert_eq!(removed.len(), 1, "{out}");
+    assert!(removed[0].contains("\"other\""), "{out}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    assert!(Home::siblings(&path).is_empty());
+
+    let missing = home.home().join(".lmstudio/mcp.json");
+    let out = home.ok(&["install", "--client", "lmstudio", "--dry-run"]);
+    assert!(out.contains("new file"), "{out}");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn reinstall_updates_the_command_but_keeps_the_users_env() {
+    let home = Home::new("install-update");
+    let path = home.write(
+        ".claude.json",
+        r#"{"numStartups": 3, "mcpServers": {"mcp-chat": {"type": "stdio", "command": "/old/mcp-chat-bridge", "args": [], "env": {"MCP_CHAT_ACCESS_TOKEN": "s3cret"}, "timeout": 5}}}"#,
+    );
+    let out = home.ok(&["install", "--client", "claude-code"]);
+    assert!(out.contains("updated mcp-chat"), "{out}");
+    let value = read_json(&path);
+    let entry = &value["mcpServers"]["mcp-chat"];
+    assert_eq!(entry["command"], bridge_path().as_str());
+    assert_eq!(entry["env"], json!({"MCP_CHAT_ACCESS_TOKEN": "s3cret"}));
+    assert_eq!(entry["timeout"], 5);
+    assert_eq!(value["numStartups"], 3);
+}
+
+#[test]
+fn project_scope_writes_in_the_current_directory() {
+    let home = Home::new("install-project");
+    home.ok(&["install", "--client", "claude-code", "--scope", "project"]);
+    let value = read_json(&home.project().join(".mcp.json"));
+    assert_eq!(value["mcpServers"]["mcp-chat"]["type"], "stdio");
+    home.ok(&["install", "--client", "vscode", "--scope", "project"]);
+    assert!(home.project().join(".vscode/mcp.json").exists());
+
+    let out = home.run(&[
+        "install",
+        "--client",
+        "claude-desktop",
+        "--scope",
+        "project",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no project scope"));
+}
+
+#[test]
+fn a_symlinked_config_stays_a_symlink() {
+    let home = Home::new("install-symlink");
+    let real = home.write("dotfiles/claude.json", "{\"mcpServers\": {}}\n");
+    let link = home
+        .home()
+        .join(".config/Claude/claude_desktop_config.json");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    home.ok(&["install", "--client", "claude-desktop"]);
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(read_json(&real)["mcpServers"]["mcp-chat"].is_object());
+}
+
+#[test]
+fn secrets_and_bad_values_stay_out_of_the_entry() {
+    let home = Home::new("install-args");
+    for (flag, value) in [
+        ("--relay", "https://user:password@chat.example.org/mcp"),
+        ("--relay", "ftp://chat.example.org/mcp"),
+        ("--name", "a\u{7}bell"),
+        ("--name", "a name far longer than thirty-two characters"),
+    ] {
+        let out = home.run(&["install", "--client", "cursor", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(!home.home().join(".cursor/mcp.json").exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_problems_with_fixes_and_a_reachable_relay() {
+    let relay = Relay::start().await;
+    let home = Home::new("doctor");
+    let url = relay.url.clone();
+    home.ok(&["install", "--client", "claude-desktop", "--relay", &url]);
+    home.write(
+        ".codeium/windsurf/mcp_config.json",
+        r#"{"mcpServers": {"mcp-chat": {"command": "/gone/mcp-chat-bridge", "args": []}}}"#,
+    );
+    home.write(".cursor/mcp.json", "{ not json");
+    let identity = home.root.join("cfg/identity");
+    std::fs::write(&identity, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(
+        &identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+
+    // Blocks this worker thread; the relay runs on the other one.
+    let out = home.run(&["doctor", "--relay", "http://127.0.0.1:9/mcp"]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let line = |needle: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{report}"))
+            .to_owned()
+    };
+    assert!(line("Claude Desktop").starts_with("[ok]"), "{report}");
+    assert!(line("Windsurf").starts_with("[FAIL]"), "{report}");
+    assert!(
+        report.contains("fix: mcp-chat-bridge install --client windsurf"),
+        "{report}"
+    );
+    assert!(line("Cursor").starts_with("[FAIL]"), "{report}");
+    assert!(line("identity").starts_with("[FAIL]"), "{report}");
+    assert!(report.contains("fix: chmod 600"), "{report}");
+    // The relay the Claude Desktop entry names answers; the one on --relay does not.
+    let reachable = line(&format!("relay {url}"));
+    assert!(reachable.starts_with("[ok]"), "{report}");
+    assert!(reachable.contains("mcp-chat-relay"), "{report}");
+    assert!(
+        line("relay http://127.0.0.1:9/mcp").starts_with("[FAIL]"),
+        "{report}"
+    );
+    relay.stop().await;
+}
