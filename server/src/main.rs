@@ -31,7 +31,14 @@ struct Args {
     allowed_hosts: Vec<String>,
 
     /// Accept any Host header. Only behind a reverse proxy that checks Host itself.
-    #[arg(long, env = "MCP_CHAT_ANY_HOST")]
+    #[arg(
+        long,
+        env = "MCP_CHAT_ANY_HOST",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     any_host: bool,
 
     /// Browser origin allowed to call the relay, e.g. https://chat.example.com. Requests
@@ -47,6 +54,16 @@ struct Args {
     /// Prefer the environment variable: command lines are visible to other local users.
     #[arg(long, env = "MCP_CHAT_ACCESS_TOKEN", hide_env_values = true)]
     access_token: Option<String>,
+
+    /// Read the access token from the first line of this file instead (systemd credentials,
+    /// container secrets).
+    #[arg(
+        long,
+        env = "MCP_CHAT_ACCESS_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "access_token"
+    )]
+    access_token_file: Option<std::path::PathBuf>,
 
     /// Seconds a participant whose connection was lost keeps its seat before its partner is told.
     #[arg(long, env = "MCP_CHAT_GRACE_SECS", default_value_t = limits::DEFAULT_GRACE_PERIOD.as_secs())]
@@ -86,8 +103,16 @@ struct Args {
 }
 
 impl Args {
-    fn into_config(self) -> RelayConfig {
-        RelayConfig {
+    fn into_config(mut self) -> anyhow::Result<RelayConfig> {
+        if let Some(path) = &self.access_token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the access token file {}", path.display()))?;
+            self.access_token = text.lines().next().map(|line| line.trim().to_owned());
+            if self.access_token.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!("the access token file {} is empty", path.display());
+            }
+        }
+        Ok(RelayConfig {
             allowed_hosts: self.allowed_hosts,
             any_host: self.any_host,
             allowed_origins: self.allowed_origins,
@@ -102,7 +127,7 @@ impl Args {
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
             ..RelayConfig::default()
-        }
+        })
     }
 }
 
@@ -117,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let bind = args.bind;
-    let config = args.into_config();
+    let config = args.into_config()?;
     config.validate().context("invalid settings")?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -4,6 +4,7 @@ mod common;
 
 mod chat;
 mod install;
+mod installer;
 mod lifecycle;
 mod reconnect;
 mod transparent;

@@ -8,6 +8,7 @@ mod common;
 
 mod abuse;
 mod chat;
+mod deploy;
 mod liveness;
 mod matching;
 mod shutdown;

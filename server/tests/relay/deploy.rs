@@ -1,0 +1,121 @@
+//! What operators deploy: the relay binary's settings from files, and the systemd unit in
+//! `install/`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::RawClient;
+
+/// Starts the relay binary with `args`, returns it and the URL it prints.
+fn spawn_relay(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-chat-relay"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("http://") {
+                let _ = tx.send(line[at..].trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("relay prints its URL");
+    (child, url)
+}
+
+#[tokio::test]
+async fn access_token_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("mcp-chat-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "0123456789abcdef-from-a-file\n").unwrap();
+    let (mut child, url) = spawn_relay(&["--access-token-file", file.to_str().unwrap()]);
+
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let anonymous = RawClient::new(&url).post(ping.clone()).await;
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+    let mut client =
+        RawClient::new(&url).header("authorization", "Bearer 0123456789abcdef-from-a-file");
+    client.initialize().await;
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unreadable_access_token_file_stops_the_relay_with_a_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-chat-relay"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--access-token-file",
+            "/nonexistent/token",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/token"), "{stderr}");
+}
+
+/// `systemd-analyze verify` on the unit, with ExecStart pointing at the built binary (verify
+/// checks that the executable exists). CI installs systemd so this always runs there.
+#[test]
+fn systemd_unit_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/mcp-chat-relay.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let exec = "ExecStart=/usr/local/bin/mcp-chat-relay";
+    assert!(
+        text.contains(exec),
+        "the unit starts /usr/local/bin/mcp-chat-relay"
+    );
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "\n*** SKIPPED: systemd-analyze is not installed, so the systemd unit was NOT \
+             verified (CI installs it) ***\n"
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mcp-chat-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("mcp-chat-relay.service");
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_mcp-chat-relay")).unwrap();
+    std::fs::write(
+        &copy,
+        text.replace(exec, &format!("ExecStart={}", binary.display())),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    // verify exits 0 on some mistakes (unknown keys are only warned about).
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
+}
