@@ -250,20 +250,28 @@ impl Client {
                 let file = "claude_desktop_config.json";
                 let path = match dirs.os {
                     Os::Windows => {
+                        let classic = dirs.app_data(self, "Claude")?.join(file);
                         let package = dirs
-                            .windows_var(self, "LOCALAPPDATA")?
-                            .join("Packages")
-                            .join(CLAUDE_MSIX_PACKAGE);
-                        // The current installer is MSIX; the app then reads the virtualised
-                        // copy, not %APPDATA%, so a package directory decides.
-                        if package.is_dir() {
-                            package
-                                .join("LocalCache")
-                                .join("Roaming")
-                                .join("Claude")
-                                .join(file)
-                        } else {
-                            dirs.app_data(self, "Claude")?.join(file)
+                            .var("LOCALAPPDATA")
+                            .map(|local| local.join("Packages").join(CLAUDE_MSIX_PACKAGE));
+                        // The current installer is MSIX, whose app reads a virtualised copy of
+                        // %APPDATA%: its own file when there is one, else the real one (kept
+                        // from a classic install). So: an existing MSIX file, else an existing
+                        // classic file, else the MSIX location when that app is installed.
+                        match package {
+                            Some(package) if package.is_dir() => {
+                                let msix = package
+                                    .join("LocalCache")
+                                    .join("Roaming")
+                                    .join("Claude")
+                                    .join(file);
+                                if msix.exists() || !classic.exists() {
+                                    msix
+                                } else {
+                                    classic
+                                }
+                            }
+                            _ => classic,
                         }
                     }
                     _ => dirs.app_data(self, "Claude")?.join(file),
@@ -296,8 +304,10 @@ impl Client {
             Client::Zed => {
                 let dir = match dirs.os {
                     Os::Windows => dirs.windows_var(self, "APPDATA")?.join("Zed"),
-                    // Zed uses ~/.config/zed on macOS too, not Application Support.
-                    Os::MacOs | Os::Linux => dirs.xdg_config(self)?.join("zed"),
+                    // On macOS Zed uses ~/.config/zed, not Application Support, and ignores
+                    // XDG_CONFIG_HOME.
+                    Os::MacOs => home()?.join(".config").join("zed"),
+                    Os::Linux => dirs.xdg_config(self)?.join("zed"),
                 };
                 target(dir.join("settings.json"), "context_servers", Dialect::Jsonc)
             }
@@ -344,8 +354,17 @@ pub fn entry_command(entry: &Value) -> Option<&Path> {
 
 /// The `--relay` an installed entry passes, if any.
 pub fn entry_relay(entry: &Value) -> Option<&str> {
+    entry_arg_str(entry, "--relay")
+}
+
+/// The value an installed entry passes after `flag` (e.g. `--display-name`), if any.
+pub fn entry_arg(entry: &Value, flag: &str) -> Option<String> {
+    entry_arg_str(entry, flag).map(str::to_owned)
+}
+
+fn entry_arg_str<'a>(entry: &'a Value, flag: &str) -> Option<&'a str> {
     let args = entry.get("args")?.as_array()?;
-    let position = args.iter().position(|a| a.as_str() == Some("--relay"))?;
+    let position = args.iter().position(|a| a.as_str() == Some(flag))?;
     args.get(position + 1)?.as_str()
 }
 
@@ -455,28 +474,55 @@ mod tests {
     }
 
     #[test]
-    fn windows_msix_claude_desktop_is_preferred_when_its_package_exists() {
-        let local = std::env::temp_dir().join(format!("mcp-chat-msix-{}", std::process::id()));
-        std::fs::create_dir_all(local.join("Packages").join(CLAUDE_MSIX_PACKAGE)).unwrap();
-        let local_str = local.to_string_lossy().into_owned();
+    fn windows_claude_desktop_picks_the_file_the_msix_app_reads() {
+        let root = std::env::temp_dir().join(format!("mcp-chat-msix-{}", std::process::id()));
+        let (local, roaming) = (root.join("Local"), root.join("Roaming"));
+        let (local_str, roaming_str) = (
+            local.to_string_lossy().into_owned(),
+            roaming.to_string_lossy().into_owned(),
+        );
         let env = move |key: &str| match key {
             "LOCALAPPDATA" => Some(local_str.clone()),
-            other => windows_env(other),
+            "APPDATA" => Some(roaming_str.clone()),
+            _ => None,
         };
-        let target = Client::ClaudeDesktop
-            .locate(Scope::User, &dirs(Os::Windows, &env))
-            .unwrap();
+        let file = "claude_desktop_config.json";
+        let classic = roaming.join("Claude").join(file);
+        let package = local.join("Packages").join(CLAUDE_MSIX_PACKAGE);
+        let msix = package
+            .join("LocalCache")
+            .join("Roaming")
+            .join("Claude")
+            .join(file);
+        let chosen = || {
+            Client::ClaudeDesktop
+                .locate(Scope::User, &dirs(Os::Windows, &env))
+                .unwrap()
+                .path
+        };
+        // No MSIX app: the classic file.
+        assert_eq!(chosen(), classic);
+        // MSIX app, no file anywhere: its own location.
+        std::fs::create_dir_all(&package).unwrap();
+        assert_eq!(chosen(), msix);
+        // MSIX app, servers kept from a classic install: that file, which the app still reads.
+        std::fs::create_dir_all(classic.parent().unwrap()).unwrap();
+        std::fs::write(&classic, "{}").unwrap();
+        assert_eq!(chosen(), classic);
+        // Its own file exists: that one wins.
+        std::fs::create_dir_all(msix.parent().unwrap()).unwrap();
+        std::fs::write(&msix, "{}").unwrap();
+        assert_eq!(chosen(), msix);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn zed_on_macos_ignores_xdg() {
+        let xdg = |k: &str| (k == "XDG_CONFIG_HOME").then(|| "/xdg".to_owned());
         assert_eq!(
-            target.path,
-            local
-                .join("Packages")
-                .join(CLAUDE_MSIX_PACKAGE)
-                .join("LocalCache")
-                .join("Roaming")
-                .join("Claude")
-                .join("claude_desktop_config.json")
+            located(Client::Zed, Os::MacOs, &xdg),
+            "/Users/ann/.config/zed/settings.json"
         );
-        std::fs::remove_dir_all(&local).unwrap();
     }
 
     #[test]

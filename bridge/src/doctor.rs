@@ -1,7 +1,7 @@
 //! `mcp-chat-bridge doctor`: checks what stands between the user and a chat, and says how to fix
 //! each problem: client entries, the binary they launch, the bridge's own files, the relay.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::clients::{self, ALL_CLIENTS, HostDirs, Scope};
 use crate::identity;
 use crate::install;
-use crate::settings::{DEFAULT_RELAY_URL, Paths, Settings, SettingsError};
+use crate::settings::{
+    DEFAULT_RELAY_URL, ENV_ACCESS_TOKEN, ENV_RELAY, Paths, Settings, SettingsError,
+};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +90,7 @@ pub async fn run(
         )),
     }
 
-    let mut relays = BTreeSet::new();
+    let mut user_entries = Vec::new();
     for client in ALL_CLIENTS {
         for scope in [Scope::User, Scope::Project] {
             let Ok(target) = client.locate(scope, dirs) else {
@@ -98,16 +100,18 @@ pub async fn run(
             if scope == Scope::Project && !target.path.exists() {
                 continue;
             }
-            let (check, relay) = check_client(&target, scope, exe);
+            let (check, entry) = check_client(&target, scope, exe);
             checks.push(check);
-            if let Some(relay) = relay {
-                relays.insert(relay);
+            // Relays named in a project's files (a cloned repository's) are not contacted:
+            // the user has not approved them, and the probe would carry the access token.
+            if let (Scope::User, Some(entry)) = (scope, entry) {
+                user_entries.push(entry);
             }
         }
     }
 
     match &settings {
-        Ok(settings) => {
+        Ok(_) => {
             let file = paths.config_file();
             let detail = if file.exists() {
                 format!("{} is valid", file.display())
@@ -115,7 +119,6 @@ pub async fn run(
                 format!("no {} (defaults apply)", file.display())
             };
             checks.push(Check::new(Status::Ok, "settings", detail));
-            relays.insert(settings.relay_url.clone());
         }
         Err(error) => checks.push(
             Check::new(Status::Fail, "settings", error.to_string())
@@ -126,7 +129,23 @@ pub async fn run(
     checks.extend(check_identity(&paths.config_dir));
 
     if let Ok(settings) = &settings {
-        for relay in relays {
+        // Each relay as the bridge an entry launches would reach it: the entry's --relay or
+        // environment over the user's settings, and the access token that bridge would send.
+        let mut relays = BTreeMap::new();
+        for entry in &user_entries {
+            let url = clients::entry_relay(entry)
+                .map(str::to_owned)
+                .or_else(|| entry_env(entry, ENV_RELAY))
+                .unwrap_or_else(|| settings.relay_url.clone());
+            let token = entry_env(entry, ENV_ACCESS_TOKEN).or(settings.access_token.clone());
+            relays.entry(url).or_insert(token);
+        }
+        if relays.is_empty() {
+            relays.insert(settings.relay_url.clone(), settings.access_token.clone());
+        }
+        for (relay, token) in relays {
+            let mut settings = settings.clone();
+            settings.access_token = token;
             checks.push(check_relay(settings, &relay).await);
         }
     }
@@ -134,12 +153,12 @@ pub async fn run(
 }
 
 /// The entry of one client: present, launching an existing bridge, this one. Also returns the
-/// relay the entry points at, if it names one.
+/// entry.
 fn check_client(
     target: &clients::Target,
     scope: Scope,
     exe: Option<&Path>,
-) -> (Check, Option<String>) {
+) -> (Check, Option<Value>) {
     let client = target.client;
     let subject = match scope {
         Scope::User => client.display_name().to_owned(),
@@ -174,9 +193,6 @@ fn check_client(
             return (check, None);
         }
     };
-    let relay = clients::entry_relay(&entry)
-        .map(str::to_owned)
-        .or_else(|| entry_env(&entry, crate::settings::ENV_RELAY));
     let Some(command) = clients::entry_command(&entry) else {
         let check = Check::new(
             Status::Fail,
@@ -184,9 +200,16 @@ fn check_client(
             format!("{path}: the entry has no command"),
         )
         .fix(install_cmd);
-        return (check, relay);
+        return (check, Some(entry));
     };
-    let check = if !command.is_file() {
+    let check = if entry.get("disabled") == Some(&Value::Bool(true)) {
+        Check::new(
+            Status::Warn,
+            subject,
+            format!("{path}: the entry is disabled"),
+        )
+        .fix("enable mcp-chat in the client's MCP settings")
+    } else if !command.is_file() {
         Check::new(
             Status::Fail,
             subject,
@@ -210,7 +233,7 @@ fn check_client(
     } else {
         Check::new(Status::Ok, subject, format!("{path} launches this bridge"))
     };
-    (check, relay)
+    (check, Some(entry))
 }
 
 fn entry_env(entry: &Value, key: &str) -> Option<String> {
@@ -265,9 +288,8 @@ fn check_identity(dir: &Path) -> Vec<Check> {
         .collect()
 }
 
-async fn check_relay(settings: &Settings, relay: &str) -> Check {
+async fn check_relay(mut settings: Settings, relay: &str) -> Check {
     let subject = format!("relay {relay}");
-    let mut settings = settings.clone();
     settings.relay_url = match crate::settings::check_relay_url(relay) {
         Ok(url) => url,
         Err(error) => {

@@ -109,6 +109,11 @@ pub fn plan(target: &Target, action: &Action) -> Result<Plan, EditError> {
         })?,
         None => root.object_value_or_set(),
     };
+    // JSON.parse keeps the last of duplicate keys, the syntax tree edits the first: refuse.
+    check_unique(target, &root_object, target.servers_key)?;
+    if let Some(servers) = root_object.object_value(target.servers_key) {
+        check_unique(target, &servers, ENTRY_NAME)?;
+    }
     let outcome = match action {
         Action::Install(entry) => install_entry(target, &root_object, entry)?,
         Action::Uninstall => uninstall_entry(target, &root_object)?,
@@ -118,7 +123,7 @@ pub fn plan(target: &Target, action: &Action) -> Result<Plan, EditError> {
     } else {
         let mut text = format!("{bom}{root}");
         if !text.ends_with('\n') {
-            text.push('\n');
+            text.push_str(if body.contains("\r\n") { "\r\n" } else { "\n" });
         }
         // Belt and braces: never write what the client could not read back.
         parse(&target.path, target.dialect, split_bom(&text).1)?;
@@ -150,6 +155,25 @@ pub fn read_entry(target: &Target) -> Result<Option<Value>, EditError> {
         .and_then(|value| value.to_serde_value()))
 }
 
+fn check_unique(target: &Target, object: &CstObject, key: &str) -> Result<(), EditError> {
+    let count = object
+        .properties()
+        .iter()
+        .filter(|p| p.decoded_name().as_deref() == Some(key))
+        .count();
+    if count > 1 {
+        return Err(EditError::Shape {
+            path: target.path.clone(),
+            what: format!("\"{key}\" appears {count} times; keep one"),
+        });
+    }
+    Ok(())
+}
+
+/// Keys of a remote (HTTP) server entry. An entry switched to launching the bridge loses them:
+/// left in place, a client could go on using the remote transport.
+const REMOTE_KEYS: [&str; 5] = ["url", "serverUrl", "httpUrl", "headers", "transport"];
+
 /// Adds the entry, or brings an existing one up to date while keeping what the user added to it
 /// (an `env` with their access token, `disabled`, ...).
 fn install_entry(target: &Target, root: &CstObject, entry: &Value) -> Result<Outcome, EditError> {
@@ -163,7 +187,20 @@ fn install_entry(target: &Target, root: &CstObject, entry: &Value) -> Result<Out
         return Ok(Outcome::Updated);
     };
     let mut changed = false;
-    for (key, value) in entry.as_object().into_iter().flatten() {
+    let ours = entry.as_object().cloned().unwrap_or_default();
+    for prop in existing.properties() {
+        let Some(name) = prop.decoded_name() else {
+            continue;
+        };
+        let remote_type = name == "type"
+            && !ours.contains_key("type")
+            && prop.value().and_then(|v| v.to_serde_value()) != Some(Value::from("stdio"));
+        if REMOTE_KEYS.contains(&name.as_str()) || remote_type {
+            prop.remove();
+            changed = true;
+        }
+    }
+    for (key, value) in &ours {
         match existing.get(key) {
             // The user's own environment for the bridge is theirs.
             Some(_) if key == "env" => {}
@@ -232,6 +269,12 @@ pub fn apply(plan: &Plan) -> Result<Option<PathBuf>, EditError> {
     };
     if read_optional(&real)? != plan.before {
         return Err(EditError::Concurrent(plan.path.clone()));
+    }
+    if plan.before.is_some() && std::fs::metadata(&real).is_ok_and(|m| m.permissions().readonly()) {
+        return Err(EditError::Shape {
+            path: plan.path.clone(),
+            what: "the file is read-only; make it writable if it may be changed".to_owned(),
+        });
     }
     let dir = real
         .parent()

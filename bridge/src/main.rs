@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mcp_chat_bridge::clients::{Client, HostDirs, Launch, Os, Scope, Target};
+use mcp_chat_bridge::clients::{self, Client, HostDirs, Launch, Os, Scope, Target};
 use mcp_chat_bridge::doctor::Status;
 use mcp_chat_bridge::identity::Identity;
 use mcp_chat_bridge::install::{self, Action, Outcome};
@@ -107,8 +107,13 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             config_file,
             dry_run,
         }) => {
-            let launch = launch_args(cli.relay, name.or(cli.display_name))?;
             let target = locate(client, scope, config_file, &env)?;
+            // A re-install (an upgrade) without --relay or --name keeps the entry's own.
+            let existing = install::read_entry(&target).ok().flatten();
+            let kept = |flag: &str| existing.as_ref().and_then(|e| clients::entry_arg(e, flag));
+            let relay = cli.relay.or_else(|| kept("--relay"));
+            let name = name.or(cli.display_name).or_else(|| kept("--display-name"));
+            let launch = launch_args(relay, name)?;
             return edit(&target, Action::Install(client.entry(&launch)), dry_run);
         }
         Some(Command::Uninstall {
@@ -163,10 +168,17 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The bridge's own path and the arguments an installed entry passes it.
 fn launch_args(relay: Option<String>, name: Option<String>) -> anyhow::Result<Launch> {
-    let exe = std::env::current_exe().context("cannot tell where this executable is")?;
-    // An absolute, symlink-free path: clients do not search PATH reliably (GUI apps on macOS
-    // get a minimal one).
-    let command = std::fs::canonicalize(&exe).unwrap_or(exe);
+    // An absolute path: clients do not search PATH reliably (GUI apps on macOS get a minimal
+    // one). Not canonicalized: a package manager's stable symlink (Homebrew's bin/) survives
+    // upgrades that the versioned path behind it does not, and Windows would get `\\?\` paths.
+    let command = std::env::current_exe().context("cannot tell where this executable is")?;
+    if command.to_str().is_none() {
+        anyhow::bail!(
+            "the bridge's path {} is not valid UTF-8, which client configs cannot hold; \
+             move it to a plain path",
+            command.display()
+        );
+    }
     let in_cargo_target = command.components().any(|c| c.as_os_str() == "target")
         && command
             .parent()

@@ -57,12 +57,7 @@ struct Args {
 
     /// Read the access token from the first line of this file instead (systemd credentials,
     /// container secrets).
-    #[arg(
-        long,
-        env = "MCP_CHAT_ACCESS_TOKEN_FILE",
-        value_name = "PATH",
-        conflicts_with = "access_token"
-    )]
+    #[arg(long, env = "MCP_CHAT_ACCESS_TOKEN_FILE", value_name = "PATH")]
     access_token_file: Option<std::path::PathBuf>,
 
     /// Seconds a participant whose connection was lost keeps its seat before its partner is told.
@@ -105,8 +100,14 @@ struct Args {
 impl Args {
     fn into_config(mut self) -> anyhow::Result<RelayConfig> {
         if let Some(path) = &self.access_token_file {
+            // An empty MCP_CHAT_ACCESS_TOKEN (compose passes one when unset) is no token.
+            if self.access_token.as_deref().is_some_and(|t| !t.is_empty()) {
+                anyhow::bail!("set the access token or the access token file, not both");
+            }
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the access token file {}", path.display()))?;
+            // Editors on Windows may start the file with a byte-order mark.
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
             self.access_token = text.lines().next().map(|line| line.trim().to_owned());
             if self.access_token.as_deref().is_none_or(str::is_empty) {
                 anyhow::bail!("the access token file {} is empty", path.display());

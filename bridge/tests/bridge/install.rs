@@ -184,6 +184,11 @@ fn install_creates_a_missing_file_and_uninstall_removes_only_the_entry() {
     );
     assert!(Home::siblings(&path).is_empty(), "no backup of nothing");
 
+    // An upgrade re-runs install without the flags: the entry keeps its relay and name.
+    let out = home.ok(&["install", "--client", "cursor"]);
+    assert!(out.contains("already set up"), "{out}");
+    assert_eq!(read_json(&path), value);
+
     // Someone adds another server by hand; uninstall leaves it.
     let mut edited = value.clone();
     edited["mcpServers"]["other"] = json!({"command": "other"});
@@ -247,6 +252,63 @@ fn a_malformed_or_misshapen_file_is_never_written() {
             );
         }
     }
+}
+
+#[test]
+fn byte_order_mark_line_endings_and_permissions_are_kept() {
+    let home = Home::new("install-bom");
+    let original =
+        "\u{feff}{\r\n  \"mcpServers\": {\r\n    \"other\": { \"command\": \"x\" }\r\n  }\r\n}";
+    let path = home.write(".lmstudio/mcp.json", original);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    home.ok(&["install", "--client", "lmstudio"]);
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(after.starts_with('\u{feff}'), "{after:?}");
+    assert!(after.contains("\"mcp-chat\""), "{after:?}");
+    assert_eq!(
+        after.matches('\n').count(),
+        after.matches("\r\n").count(),
+        "mixed line endings: {after:?}"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn duplicate_keys_and_read_only_files_are_refused() {
+    let home = Home::new("install-dup");
+    let duplicate =
+        r#"{"mcpServers": {"a": {"command": "a"}}, "mcpServers": {"b": {"command": "b"}}}"#;
+    let path = home.write(".cursor/mcp.json", duplicate);
+    let out = home.run(&["install", "--client", "cursor"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("appears 2 times"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), duplicate);
+
+    let readonly = "{\"mcpServers\": {}}\n";
+    std::fs::write(&path, readonly).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let out = home.run(&["install", "--client", "cursor"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), readonly);
+    assert!(Home::siblings(&path).is_empty());
+}
+
+#[test]
+fn a_remote_entry_becomes_a_bridge_entry() {
+    let home = Home::new("install-remote");
+    let path = home.write(
+        ".codeium/windsurf/mcp_config.json",
+        r#"{"mcpServers": {"mcp-chat": {"serverUrl": "https://relay.example/mcp", "headers": {"Authorization": "Bearer x"}, "disabled": false}}}"#,
+    );
+    home.ok(&["install", "--client", "windsurf"]);
+    let entry = read_json(&path)["mcpServers"]["mcp-chat"].clone();
+    assert_eq!(
+        entry,
+        json!({"command": bridge_path(), "args": [], "disabled": false})
+    );
 }
 
 #[test]
@@ -351,6 +413,16 @@ async fn doctor_reports_problems_with_fixes_and_a_reachable_relay() {
         r#"{"mcpServers": {"mcp-chat": {"command": "/gone/mcp-chat-bridge", "args": []}}}"#,
     );
     home.write(".cursor/mcp.json", "{ not json");
+    home.write(
+        ".lmstudio/mcp.json",
+        r#"{"mcpServers": {"mcp-chat": {"command": "/gone/mcp-chat-bridge", "args": ["--relay", "http://127.0.0.1:9/mcp"]}}}"#,
+    );
+    // A cloned repository's project file: reported, its relay not contacted.
+    std::fs::write(
+        home.project().join(".mcp.json"),
+        r#"{"mcpServers": {"mcp-chat": {"command": "/gone/b", "args": ["--relay", "http://127.0.0.1:10/mcp"]}}}"#,
+    )
+    .unwrap();
     let identity = home.root.join("cfg/identity");
     std::fs::write(&identity, format!("{}\n", "ab".repeat(32))).unwrap();
     std::fs::set_permissions(
@@ -360,7 +432,7 @@ async fn doctor_reports_problems_with_fixes_and_a_reachable_relay() {
     .unwrap();
 
     // Blocks this worker thread; the relay runs on the other one.
-    let out = home.run(&["doctor", "--relay", "http://127.0.0.1:9/mcp"]);
+    let out = home.run(&["doctor"]);
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{report}");
     let line = |needle: &str| {
@@ -379,7 +451,12 @@ async fn doctor_reports_problems_with_fixes_and_a_reachable_relay() {
     assert!(line("Cursor").starts_with("[FAIL]"), "{report}");
     assert!(line("identity").starts_with("[FAIL]"), "{report}");
     assert!(report.contains("fix: chmod 600"), "{report}");
-    // The relay the Claude Desktop entry names answers; the one on --relay does not.
+    assert!(
+        line("Claude Code (this project)").starts_with("[FAIL]"),
+        "{report}"
+    );
+    // The relay the Claude Desktop entry names answers; LM Studio's does not. Windsurf's entry
+    // names none, so the default is probed for it.
     let reachable = line(&format!("relay {url}"));
     assert!(reachable.starts_with("[ok]"), "{report}");
     assert!(reachable.contains("mcp-chat-relay"), "{report}");
@@ -387,5 +464,10 @@ async fn doctor_reports_problems_with_fixes_and_a_reachable_relay() {
         line("relay http://127.0.0.1:9/mcp").starts_with("[FAIL]"),
         "{report}"
     );
+    assert!(
+        line("relay http://127.0.0.1:8080/mcp").starts_with("[FAIL]"),
+        "{report}"
+    );
+    assert!(!report.contains("127.0.0.1:10"), "{report}");
     relay.stop().await;
 }

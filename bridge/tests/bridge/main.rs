@@ -3,7 +3,9 @@
 mod common;
 
 mod chat;
+#[cfg(unix)]
 mod install;
+#[cfg(unix)]
 mod installer;
 mod lifecycle;
 mod reconnect;

@@ -10,11 +10,12 @@ use serde_json::json;
 
 use crate::common::RawClient;
 
-/// Starts the relay binary with `args`, returns it and the URL it prints.
-fn spawn_relay(args: &[&str]) -> (std::process::Child, String) {
+/// Starts the relay binary with `args` and `env`, returns it and the URL it prints.
+fn spawn_relay(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-chat-relay"))
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -40,8 +41,16 @@ async fn access_token_from_a_file() {
     let dir = std::env::temp_dir().join(format!("mcp-chat-token-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("token");
-    std::fs::write(&file, "0123456789abcdef-from-a-file\n").unwrap();
-    let (mut child, url) = spawn_relay(&["--access-token-file", file.to_str().unwrap()]);
+    // A byte-order mark and CRLF, as Notepad saves it.
+    std::fs::write(&file, "\u{feff}0123456789abcdef-from-a-file\r\n").unwrap();
+    // Compose passes an empty MCP_CHAT_ACCESS_TOKEN when it is unset: that is no token.
+    let (mut child, url) = spawn_relay(
+        &[],
+        &[
+            ("MCP_CHAT_ACCESS_TOKEN_FILE", file.to_str().unwrap()),
+            ("MCP_CHAT_ACCESS_TOKEN", ""),
+        ],
+    );
 
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     let anonymous = RawClient::new(&url).post(ping.clone()).await;
@@ -72,7 +81,7 @@ fn an_unreadable_access_token_file_stops_the_relay_with_a_reason() {
 }
 
 /// `systemd-analyze verify` on the unit, with ExecStart pointing at the built binary (verify
-/// checks that the executable exists). CI installs systemd so this always runs there.
+/// checks that the executable exists). `.ci/run` installs systemd, so CI always runs it.
 #[test]
 fn systemd_unit_verifies() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/mcp-chat-relay.service");
