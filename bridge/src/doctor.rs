@@ -138,10 +138,15 @@ pub async fn run(
                 .or_else(|| entry_env(entry, ENV_RELAY))
                 .unwrap_or_else(|| settings.relay_url.clone());
             let token = entry_env(entry, ENV_ACCESS_TOKEN).or(settings.access_token.clone());
-            relays.entry(url).or_insert(token);
+            // Every node of a failover list.
+            for node in url.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                relays.entry(node.to_owned()).or_insert(token.clone());
+            }
         }
         if relays.is_empty() {
-            relays.insert(settings.relay_url.clone(), settings.access_token.clone());
+            for node in &settings.relay_urls {
+                relays.insert(node.clone(), settings.access_token.clone());
+            }
         }
         for (relay, token) in relays {
             let mut settings = settings.clone();
@@ -291,7 +296,10 @@ fn check_identity(dir: &Path) -> Vec<Check> {
 async fn check_relay(mut settings: Settings, relay: &str) -> Check {
     let subject = format!("relay {relay}");
     settings.relay_url = match crate::settings::check_relay_url(relay) {
-        Ok(url) => url,
+        Ok(url) => {
+            settings.relay_urls = vec![url.clone()];
+            url
+        }
         Err(error) => {
             return Check::new(Status::Fail, subject, error.to_string())
                 .fix("use the relay's full MCP URL, e.g. https://chat.example.org/mcp");

@@ -26,7 +26,8 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// Relay URL (env MCP_CHAT_RELAY), default http://127.0.0.1:8080/mcp.
+    /// Relay URL (env MCP_CHAT_RELAY), default http://127.0.0.1:8080/mcp. Several nodes of one
+    /// relay, comma-separated, are tried in turn when one cannot be reached.
     #[arg(long, global = true)]
     relay: Option<String>,
 
@@ -193,7 +194,7 @@ fn launch_args(relay: Option<String>, name: Option<String>) -> anyhow::Result<La
     let mut args = Vec::new();
     if let Some(relay) = relay {
         args.push("--relay".to_owned());
-        args.push(settings::check_relay_url(&relay)?);
+        args.push(settings::check_relay_list(&relay)?.join(","));
     }
     if let Some(name) = name {
         let cleaned = mcp_chat::limits::sanitize_display_name(Some(&name));

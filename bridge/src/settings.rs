@@ -152,8 +152,12 @@ impl Paths {
 /// Everything the bridge needs, resolved and checked.
 #[derive(Clone)]
 pub struct Settings {
-    /// The relay's MCP endpoint.
+    /// The relay's MCP endpoint (the first of `relay_urls`): names the relay in messages, and
+    /// the identity token sent to every node is derived from its origin, so all nodes of one
+    /// relay know the participant by the same token.
     pub relay_url: String,
+    /// Every node of the relay, tried in turn when one cannot be reached (failover).
+    pub relay_urls: Vec<String>,
     /// Where each setting of `relay_url` came from, for `mcp-chat-bridge config`.
     pub relay_source: &'static str,
     /// Display name added to `enter_queue`/`join_room` calls that give none.
@@ -217,7 +221,8 @@ impl Settings {
         } else {
             (DEFAULT_RELAY_URL.to_owned(), "default")
         };
-        let relay_url = check_relay_url(&relay_url)?;
+        let relay_urls = check_relay_list(&relay_url)?;
+        let relay_url = relay_urls[0].clone();
 
         let display_name = nonempty(flags.display_name.clone())
             .or_else(|| nonempty(env(ENV_DISPLAY_NAME)))
@@ -260,6 +265,7 @@ impl Settings {
 
         Ok(Self {
             relay_url,
+            relay_urls,
             relay_source,
             display_name,
             ephemeral,
@@ -273,6 +279,23 @@ impl Settings {
             progress_interval: seconds(ENV_PROGRESS_SECS, 10),
         })
     }
+}
+
+/// Most relay URLs in one setting.
+pub const MAX_RELAY_URLS: usize = 8;
+
+/// A comma-separated list of relay URLs (nodes of one relay, for failover), each checked by
+/// [`check_relay_url`].
+pub fn check_relay_list(raw: &str) -> Result<Vec<String>, SettingsError> {
+    let urls = raw
+        .split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(check_relay_url)
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() || urls.len() > MAX_RELAY_URLS {
+        return Err(SettingsError::RelayUrl(raw.trim().to_owned()));
+    }
+    Ok(urls)
 }
 
 /// The relay URL, trimmed, if it is an absolute `http://` or `https://` URL without a
@@ -388,6 +411,22 @@ mod tests {
             (s.relay_url.as_str(), s.relay_source),
             ("http://flag.example:9/mcp", "--relay")
         );
+    }
+
+    #[test]
+    fn several_relay_urls_are_nodes_of_one_relay() {
+        let dir = temp_dir("failover");
+        let env = |k: &str| {
+            (k == ENV_RELAY).then(|| " http://a.example/mcp, https://b.example/mcp ,".to_owned())
+        };
+        let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
+        assert_eq!(s.relay_url, "http://a.example/mcp");
+        assert_eq!(
+            s.relay_urls,
+            ["http://a.example/mcp", "https://b.example/mcp"]
+        );
+        let bad = |k: &str| (k == ENV_RELAY).then(|| "http://a.example/mcp,ftp://b".to_owned());
+        assert!(Settings::resolve(&Flags::default(), &bad, paths(&dir)).is_err());
     }
 
     #[test]

@@ -82,14 +82,24 @@ pub async fn run(
     let mut backoff = Backoff::new();
     let mut was_connected = false;
     let mut ping_counter = 0u64;
+    // The node tried next. A lost connection is retried on the same node first (most losses
+    // are blips); a node that cannot be reached hands over to the next one.
+    let mut node = 0;
     'connect: loop {
+        let url = &settings.relay_urls[node % settings.relay_urls.len()];
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            connected = connect(&settings, &identity, &init_params) => connected,
+            connected = connect(&settings, url, &identity, &init_params) => connected,
         };
         let (mut transport, server) = match connected {
             Ok(connected) => connected,
             Err(cause) => {
+                let cause = if settings.relay_urls.len() > 1 {
+                    node += 1;
+                    format!("{url}: {cause}")
+                } else {
+                    cause
+                };
                 let lost = UpstreamEvent::Lost {
                     cause,
                     transport_gone: true,
@@ -102,6 +112,7 @@ pub async fn run(
             }
         };
         backoff.reset();
+        tracing::info!(relay = %url, "connected to the relay");
         let _ = events
             .send(UpstreamEvent::Connected {
                 server: server.clone(),
@@ -158,6 +169,13 @@ pub async fn run(
                             continue;
                         }
                         outstanding_ping = None;
+                        if settings.relay_urls.len() > 1 {
+                            // rmcp would retry this node forever; another node can serve now.
+                            node += 1;
+                            let cause = format!("{url}: {cause}");
+                            let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: true }).await;
+                            break;
+                        }
                         if healthy {
                             healthy = false;
                             let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: false }).await;
@@ -174,9 +192,15 @@ pub async fn run(
                             next_ping = tokio::time::Instant::now() + Duration::from_millis(250);
                             continue;
                         }
+                        let cause = format!("the relay did not answer a ping within {PING_TIMEOUT:?}");
+                        if settings.relay_urls.len() > 1 {
+                            node += 1;
+                            let cause = format!("{url}: {cause}");
+                            let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: true }).await;
+                            break;
+                        }
                         if healthy {
                             healthy = false;
-                            let cause = format!("the relay did not answer a ping within {PING_TIMEOUT:?}");
                             let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: false }).await;
                         }
                     }
@@ -252,10 +276,11 @@ fn send(
 /// `initialize` result.
 async fn connect(
     settings: &Settings,
+    url: &str,
     identity: &str,
     init_params: &Value,
 ) -> Result<(StreamableHttpClientTransport<reqwest::Client>, Value), String> {
-    let mut transport = build_transport(settings, identity)?;
+    let mut transport = build_transport(settings, url, identity)?;
     let cause =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, init_params)).await
         {
@@ -278,7 +303,8 @@ pub(crate) async fn probe(settings: &Settings) -> Result<Value, String> {
         "capabilities": {},
         "clientInfo": { "name": "mcp-chat-bridge doctor", "version": env!("CARGO_PKG_VERSION") },
     });
-    let (mut transport, server) = connect(settings, &identity, &params).await?;
+    let (mut transport, server) =
+        connect(settings, &settings.relay_url, &identity, &params).await?;
     close(&mut transport).await;
     Ok(server)
 }
@@ -323,6 +349,7 @@ async fn handshake(
 
 fn build_transport(
     settings: &Settings,
+    url: &str,
     identity: &str,
 ) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
     let mut headers = HashMap::new();
@@ -335,7 +362,7 @@ fn build_transport(
             .map_err(|e| e.to_string())?,
     );
     // Chat messages are at most a few KiB; a relay may not make the bridge buffer 16 MiB events.
-    let mut config = StreamableHttpClientTransportConfig::with_uri(settings.relay_url.as_str())
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url)
         .custom_headers(headers)
         .max_sse_event_size(MAX_EVENT_BYTES);
     if let Some(token) = &settings.access_token {

@@ -61,3 +61,40 @@ async fn bridge_connects_when_the_relay_appears_later() {
     let status = a.ok("chat_status", json!({})).await;
     assert_eq!(status["state"], "idle");
 }
+
+/// Several relay URLs are nodes of one relay: a node that is down hands over to the next, at
+/// start and when the node in use goes away mid-session.
+#[tokio::test]
+async fn bridge_fails_over_to_the_next_relay_node() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let first = Relay::start().await;
+    let second = Relay::start().await;
+    // The first node is not there at start; the second is.
+    let urls = format!("http://{dead}/mcp,{},{}", first.url, second.url);
+    let mut a = Bridge::spawn(&urls, temp_dir("failover"), &[]);
+    a.initialize().await;
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle", "{}", a.stderr());
+    assert!(
+        a.stderr().contains(&format!("relay={}", first.url)),
+        "{}",
+        a.stderr()
+    );
+
+    // The node in use goes away: the bridge moves on to the next one by itself.
+    first.stop().await;
+    a.notification_where("notifications/message", |p| {
+        p["data"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("restored"))
+    })
+    .await;
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle");
+    let log = a.stderr();
+    assert!(log.contains(&format!("relay={}", second.url)), "{log}");
+    drop(second);
+}
