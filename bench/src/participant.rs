@@ -1,0 +1,278 @@
+//! One simulated participant: a real rmcp Streamable HTTP client session with the relay, with its
+//! standalone GET stream open, that pairs up and then sends and receives stamped messages.
+
+#![allow(deprecated)] // `logging/setLevel` is deprecated by SEP-2577 but the relay honours it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use mcp_chat::events::{CHATROOM_FOUND, MESSAGE_RECEIVED, PARTNER_DISCONNECTED};
+use mcp_chat::{ToolError, errors::ERROR_META_KEY, tools};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, CustomNotification, Implementation,
+    LoggingLevel, SetLevelRequestParams,
+};
+use rmcp::service::{NotificationContext, RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::common::client_side_sse::NeverRetry;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::BenchError;
+use crate::ledger::{Clock, Received, decode};
+
+/// The longest a tool call may take before it counts as an error of kind `timeout`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a participant waits for its partner after entering the queue or a room.
+const PAIR_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many details of each error kind are printed (the report only counts them).
+const PRINTED_PER_KIND: usize = 3;
+
+/// How participants find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pairing {
+    /// `enter_queue`: the relay pairs whoever waits longest with the next one.
+    Queue,
+    /// `join_room` with one private room code per pair.
+    Rooms,
+}
+
+impl std::fmt::Display for Pairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Queue => "queue",
+            Self::Rooms => "rooms",
+        })
+    }
+}
+
+/// The HTTP client every participant shares. Each participant still holds its own GET stream
+/// (a connection of its own, as a long-lived streaming response); POSTs reuse pooled
+/// connections, like a bridge does (rmcp's default client disables pooling, which would open a
+/// new TCP connection per tool call) and like the reverse proxy in front of a public relay.
+/// One client also keeps the generator's own file descriptors near one per participant.
+pub fn http_client() -> Result<reqwest::Client, BenchError> {
+    // reqwest may be built with `rustls-no-provider` (feature unification with the bridge):
+    // give it a provider, although every URL here is plain http.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| BenchError::Setup(format!("cannot build the HTTP client: {e}")))
+}
+
+/// The display name of participant `index` (how partners learn each other's index).
+fn display_name(index: u32) -> String {
+    format!("p{index}")
+}
+
+fn index_of(name: &str) -> Option<u32> {
+    name.strip_prefix('p')?.parse().ok()
+}
+
+struct Shared {
+    clock: Clock,
+    partner: watch::Sender<Option<u32>>,
+    received: Mutex<Received>,
+}
+
+/// The client handler: records pushed events.
+#[derive(Clone)]
+struct Inbox(Arc<Shared>);
+
+impl ClientHandler for Inbox {
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        // Arrival time first: everything after this is the generator's bookkeeping.
+        let now = self.0.clock.now_ns();
+        let params = notification.params.as_ref();
+        match notification.method.as_str() {
+            MESSAGE_RECEIVED => {
+                let stamp = params
+                    .and_then(|p| p.get("text"))
+                    .and_then(Value::as_str)
+                    .and_then(decode);
+                let mut received = self.0.received.lock().unwrap();
+                match stamp {
+                    Some(stamp) => received.record(stamp, now),
+                    None => received.garbled += 1,
+                }
+            }
+            CHATROOM_FOUND => {
+                let partner = params
+                    .and_then(|p| p.get("members"))
+                    .and_then(|m| m.get(0))
+                    .and_then(Value::as_str)
+                    .and_then(index_of);
+                if partner.is_some() {
+                    self.0.partner.send_replace(partner);
+                }
+            }
+            PARTNER_DISCONNECTED => self.0.received.lock().unwrap().disconnects += 1,
+            _ => {}
+        }
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcp-chat-bench", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// One participant.
+pub struct Participant {
+    /// Its index (display name `p<index>`).
+    pub index: u32,
+    service: RunningService<RoleClient, Inbox>,
+    shared: Arc<Shared>,
+}
+
+impl Participant {
+    /// Opens an MCP session with the server at `url`: `initialize`, `notifications/initialized`
+    /// and the standalone GET stream. The stream is never re-opened: a stream that drops shows
+    /// up as lost messages instead of being papered over.
+    pub async fn connect(
+        http: &reqwest::Client,
+        url: &str,
+        index: u32,
+        clock: Clock,
+    ) -> Result<Self, String> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
+            .reinit_on_expired_session(false);
+        config.retry_config = Arc::new(NeverRetry::default());
+        let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+        let shared = Arc::new(Shared {
+            clock,
+            partner: watch::channel(None).0,
+            received: Mutex::default(),
+        });
+        let service = Inbox(shared.clone())
+            .serve(transport)
+            .await
+            .map_err(|e| failed("connect", &e))?;
+        Ok(Self {
+            index,
+            service,
+            shared,
+        })
+    }
+
+    /// Enters the queue (or this pair's room) and waits for the partner's `chatroom.found`.
+    /// Returns the partner's index.
+    pub async fn pair(&self, pairing: Pairing, run_id: &str) -> Result<u32, String> {
+        let name = display_name(self.index);
+        match pairing {
+            Pairing::Queue => {
+                self.call(tools::ENTER_QUEUE, json!({ "display_name": name }))
+                    .await?
+            }
+            Pairing::Rooms => {
+                let room = format!("{run_id}-{}", self.index / 2);
+                self.call(
+                    tools::JOIN_ROOM,
+                    json!({ "room_id": room, "display_name": name }),
+                )
+                .await?
+            }
+        };
+        let mut partner = self.shared.partner.subscribe();
+        match tokio::time::timeout(PAIR_TIMEOUT, partner.wait_for(Option::is_some)).await {
+            Ok(Ok(found)) => Ok(found.expect("waited for Some")),
+            _ => Err(failed("pairing_timeout", &"no chatroom.found")),
+        }
+    }
+
+    /// Asks the relay to stop mirroring events as logging notifications (`logging/setLevel
+    /// warning`), halving the notifications per message.
+    pub async fn mute_log_pushes(&self) -> Result<(), String> {
+        let params = SetLevelRequestParams::new(LoggingLevel::Warning);
+        self.service
+            .peer()
+            .set_level(params)
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    /// The partner, once paired.
+    pub fn partner(&self) -> Option<u32> {
+        *self.shared.partner.borrow()
+    }
+
+    /// What this participant has received so far.
+    pub fn received(&self) -> MutexGuard<'_, Received> {
+        self.shared.received.lock().unwrap()
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, text: String) -> Result<(), String> {
+        self.call(tools::SEND_MESSAGE, json!({ "text": text }))
+            .await
+            .map(drop)
+    }
+
+    /// Calls a tool; a failure is returned as its error kind (`tool:<code>`, `mcp:<code>`,
+    /// `timeout`, `transport_send`, ...).
+    pub async fn call(&self, tool: &str, args: Value) -> Result<Value, String> {
+        let Value::Object(args) = args else {
+            unreachable!("tool arguments are objects");
+        };
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        let result = match tokio::time::timeout(CALL_TIMEOUT, self.service.call_tool(params)).await
+        {
+            Err(_) => return Err(failed("timeout", &tool)),
+            Ok(Err(e)) => return Err(failed(&classify(&e), &e)),
+            Ok(Ok(result)) => result,
+        };
+        if result.is_error == Some(true) {
+            let code = result
+                .meta
+                .as_ref()
+                .and_then(|m| m.0.get(ERROR_META_KEY))
+                .and_then(|e| serde_json::from_value::<ToolError>(e.clone()).ok())
+                .map_or("unknown", |e| e.code().as_str());
+            return Err(failed(&format!("tool:{code}"), &tool));
+        }
+        Ok(result.structured_content.unwrap_or(Value::Null))
+    }
+
+    /// Ends the session (HTTP DELETE), waiting at most a few seconds.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.service.cancel()).await;
+    }
+}
+
+/// The error kind of a failed request.
+fn classify(error: &ServiceError) -> String {
+    match error {
+        ServiceError::McpError(e) => format!("mcp:{}", e.code.0),
+        ServiceError::TransportSend(_) => "transport_send".to_owned(),
+        ServiceError::TransportClosed => "transport_closed".to_owned(),
+        ServiceError::Timeout { .. } => "timeout".to_owned(),
+        ServiceError::Cancelled { .. } => "cancelled".to_owned(),
+        ServiceError::UnexpectedResponse => "unexpected_response".to_owned(),
+        _ => "other".to_owned(),
+    }
+}
+
+/// Returns `kind`, printing the details of the first few errors of each kind to stderr.
+fn failed(kind: &str, detail: &dyn std::fmt::Display) -> String {
+    static PRINTED: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    let mut printed = PRINTED.get_or_init(Mutex::default).lock().unwrap();
+    let n = printed.entry(kind.to_owned()).or_default();
+    if *n < PRINTED_PER_KIND {
+        *n += 1;
+        eprintln!("error ({kind}): {detail}");
+    }
+    kind.to_owned()
+}

@@ -1,0 +1,81 @@
+//! CI's short run of every benchmark scenario: `mcp-chat-bench smoke` against a relay process it
+//! spawns, asserting only correctness — every message delivered exactly once, no errors.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Far above the ~10 s the smoke run takes in a debug build; a hang fails instead of blocking CI.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+#[test]
+fn smoke_run_delivers_every_message_exactly_once() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_mcp-chat-bench"));
+    let mut command = Command::new(bench);
+    command.args(["smoke", "--json"]);
+    // `cargo test --workspace` builds the relay binary next to the bench: load the real thing.
+    // When only this package is built (`cargo test -p mcp-chat-bench` on a clean checkout) it
+    // is not there, and the bench spawns the relay library linked into itself instead.
+    let relay = bench.with_file_name(format!("mcp-chat-relay{}", std::env::consts::EXE_SUFFIX));
+    if relay.is_file() {
+        command.arg("--relay-bin").arg(&relay);
+    } else {
+        command.arg("--builtin-relay");
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mcp-chat-bench starts");
+    let started = Instant::now();
+    while child.try_wait().expect("can wait for the bench").is_none() {
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("mcp-chat-bench smoke did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("bench output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "mcp-chat-bench smoke failed ({}):\n{stderr}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    let names: Vec<&str> = scenarios
+        .iter()
+        .filter_map(|s| s["scenario"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["connections", "throughput", "latency", "baseline"],
+        "every scenario ran"
+    );
+    for scenario in scenarios {
+        let name = &scenario["scenario"];
+        if name == "baseline" {
+            for run in ["rmcp_client", "raw_http"] {
+                assert!(
+                    scenario[run]["requests_per_sec"].as_f64() > Some(0.0),
+                    "baseline {run} answered: {scenario}"
+                );
+                assert_eq!(scenario[run]["errors"], serde_json::json!({}), "{scenario}");
+            }
+            continue;
+        }
+        let tally = &scenario["tally"];
+        let sent = tally["sent"].as_u64().expect("sent");
+        assert!(sent > 0, "{name} sent messages: {tally}");
+        assert_eq!(tally["accepted"].as_u64(), Some(sent), "{name}: {tally}");
+        assert_eq!(tally["delivered"].as_u64(), Some(sent), "{name}: {tally}");
+        assert_eq!(tally["lost"], 0, "{name}: {tally}");
+        assert_eq!(tally["duplicated"], 0, "{name}: {tally}");
+        assert_eq!(tally["delivered_after_error"], 0, "{name}: {tally}");
+        assert_eq!(tally["errors"], serde_json::json!({}), "{name}: {tally}");
+    }
+}
