@@ -12,7 +12,6 @@ use http::{HeaderValue, Method, StatusCode, header};
 use mcp_chat::protocol::{IDENTITY_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS};
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpService;
-use serde::Deserialize;
 
 use crate::Node;
 use crate::handler::ChatHandler;
@@ -108,24 +107,22 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
                 ),
             );
         };
-        let json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(json) => json,
-            Err(e) => {
-                node.metrics.reject(Rejection::Malformed);
-                return jsonrpc_error(
+        // One typed parse here (rmcp parses the body again); serde_json's error category tells
+        // a syntax error (-32700) from valid JSON that is not JSON-RPC (-32600).
+        if let Err(e) = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) {
+            node.metrics.reject(Rejection::Malformed);
+            return match e.classify() {
+                serde_json::error::Category::Data => jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32600,
+                    &format!("Invalid Request: not a JSON-RPC 2.0 request or notification ({e})"),
+                ),
+                _ => jsonrpc_error(
                     StatusCode::BAD_REQUEST,
                     -32700,
                     &format!("Parse error: the body is not valid JSON ({e})"),
-                );
-            }
-        };
-        if let Err(e) = ClientJsonRpcMessage::deserialize(&json) {
-            node.metrics.reject(Rejection::Malformed);
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                &format!("Invalid Request: not a JSON-RPC 2.0 request or notification ({e})"),
-            );
+                ),
+            };
         }
         Request::from_parts(parts, Body::from(bytes))
     } else {

@@ -107,13 +107,34 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
     let response = raw.post_raw("{\"jsonrpc\": \"2.0\", ").await;
     assert_eq!(response.status, 400);
     assert_eq!(response.messages()[0]["error"]["code"], -32700);
-    let response = raw.post(json!({ "hello": "world" })).await;
-    assert_eq!(response.status, 400);
-    assert_eq!(response.messages()[0]["error"]["code"], -32600);
+    for not_json in ["not json", "{\"id\": 1,, }", "\"unterminated"] {
+        let response = raw.post_raw(not_json).await;
+        assert_eq!(response.status, 400, "{not_json}");
+        assert_eq!(
+            response.messages()[0]["error"]["code"],
+            -32700,
+            "{not_json}"
+        );
+    }
+    for not_jsonrpc in [
+        json!({ "hello": "world" }),
+        json!([1, 2]),
+        json!("text"),
+        json!({ "jsonrpc": "2.0", "id": 1, "method": 42 }),
+    ] {
+        let response = raw.post(not_jsonrpc.clone()).await;
+        assert_eq!(response.status, 400, "{not_jsonrpc}");
+        assert_eq!(
+            response.messages()[0]["error"]["code"],
+            -32600,
+            "{not_jsonrpc}"
+        );
+    }
     let response = raw.post_raw(vec![b'['; 200_000]).await;
     assert_eq!(response.status, 413);
     let response = raw.post_raw(vec![0xff, 0xfe, 0x00]).await;
     assert_eq!(response.status, 400);
+    assert_eq!(response.messages()[0]["error"]["code"], -32700);
     // The relay still serves everyone after all that.
     let a = Chatter::connect(&relay.url).await;
     a.ok::<Value>("chat_status", json!({})).await;
