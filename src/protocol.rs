@@ -31,5 +31,14 @@ pub const MIN_IDENTITY_TOKEN_CHARS: usize = 32;
 /// Most characters an identity token may have.
 pub const MAX_IDENTITY_TOKEN_CHARS: usize = 256;
 
+/// Request header carrying the `seq` of the newest event a client has already received (decimal).
+///
+/// Sent with an identity token when a client opens a new session (after a relay restart, or on
+/// another relay node): the relay then pushes every event after that `seq`, instead of resuming
+/// where it believes its last push went. A pushed event can be lost in flight when a node dies;
+/// only the client knows what actually arrived. An older value only causes events the client
+/// already has to be pushed again, which it recognises by `seq`.
+pub const LAST_SEQ_HEADER: &str = "mcp-chat-last-seq";
+
 /// Name of the MCP logger used for chat events sent as `notifications/message`.
 pub const EVENT_LOGGER: &str = "mcp-chat";
