@@ -7,9 +7,46 @@ use std::time::Duration;
 
 use mcp_chat::limits;
 
+/// Where the chat state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreSettings {
+    /// In this process: one relay node; every chat ends when it stops.
+    #[default]
+    Memory,
+    /// In Redis, shared by every relay node given the same URL and key prefix.
+    Redis {
+        /// `redis://[[user]:password@]host[:port][/db]`.
+        url: String,
+        /// Prefix of every key (several relays can share one Redis under different prefixes).
+        prefix: String,
+    },
+}
+
+/// The key prefix used when none is given.
+pub const DEFAULT_REDIS_PREFIX: &str = "mcp-chat:";
+
+impl StoreSettings {
+    /// Reads `memory` or a `redis://` URL (keys under `prefix`).
+    pub fn parse(value: &str, prefix: &str) -> Result<Self, ConfigError> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("memory") {
+            return Ok(Self::Memory);
+        }
+        if value.starts_with("redis://") || value.starts_with("redis+unix://") {
+            return Ok(Self::Redis {
+                url: value.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        }
+        Err(ConfigError::Store(value.to_owned()))
+    }
+}
+
 /// Everything the relay needs to know to serve, already checked.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// Where the chat state lives.
+    pub store: StoreSettings,
     /// `Host` header values accepted in addition to the loopback names (DNS-rebinding guard).
     /// A relay reached by a public name must list it here (with and without the port when a
     /// non-default port is used).
@@ -47,6 +84,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
+            store: StoreSettings::Memory,
             allowed_hosts: Vec::new(),
             any_host: false,
             allowed_origins: Vec::new(),
@@ -85,6 +123,12 @@ pub enum ConfigError {
     /// An origin without a scheme.
     #[error("allowed origin {0:?} must include a scheme, e.g. https://chat.example.com")]
     Origin(String),
+    /// A store that is neither `memory` nor a Redis URL this relay can use.
+    #[error(
+        "store must be `memory` or a redis:// URL (TLS to Redis is not built in: reach it over \
+         a private network or a local TLS tunnel), got {0:?}"
+    )]
+    Store(String),
     /// An access token that is too short to be a secret.
     #[error("the access token must have at least 16 characters")]
     WeakAccessToken,

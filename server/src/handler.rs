@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::limits::{self, MAX_EVENTS_PER_WAIT};
-use mcp_chat::protocol::{IDENTITY_HEADER, supported_protocol_versions};
+use mcp_chat::protocol::{IDENTITY_HEADER, LAST_SEQ_HEADER, supported_protocol_versions};
 use mcp_chat::tools::{self, ChatStatus, WaitForMessageOutput};
 use mcp_chat::{ErrorCode, ToolError, render};
 use rmcp::model::{
@@ -57,7 +57,7 @@ impl ChatHandler {
             .sessions
             .participant_of(session)
             .unwrap_or_else(|| participant_key(session, parts));
-        self.attach(session, &who, peer);
+        self.attach(session, &who, peer, parts);
         who
     }
 
@@ -68,6 +68,7 @@ impl ChatHandler {
         session: &SessionId,
         who: &ParticipantKey,
         peer: Option<rmcp::Peer<RoleServer>>,
+        parts: Option<&http::request::Parts>,
     ) {
         let Some(stop) = self.node.sessions.attach(session, who) else {
             return;
@@ -78,6 +79,7 @@ impl ChatHandler {
                 session.clone(),
                 who.clone(),
                 peer,
+                parts.and_then(last_seq_claim),
                 stop,
             ));
         }
@@ -256,7 +258,7 @@ impl ServerHandler for ChatHandler {
             return;
         };
         let who = participant_key(&session, parts);
-        self.attach(&session, &who, Some(ctx.peer.clone()));
+        self.attach(&session, &who, Some(ctx.peer.clone()), parts);
     }
 
     async fn set_level(
@@ -339,6 +341,20 @@ impl ServerHandler for ChatHandler {
             .unwrap_or_else(|e| error_result(&e));
         Ok(result.into())
     }
+}
+
+/// The newest event a client says it has received (`mcp-chat-last-seq`), if it says so
+/// legibly. Only meaningful with an identity token: a session-keyed participant is new.
+fn last_seq_claim(parts: &http::request::Parts) -> Option<u64> {
+    parts.headers.get(IDENTITY_HEADER)?;
+    parts
+        .headers
+        .get(LAST_SEQ_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The session id of a request, from its `Mcp-Session-Id` header.

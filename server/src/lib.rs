@@ -28,13 +28,13 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ConfigError, RelayConfig};
+pub use config::{ConfigError, RelayConfig, StoreSettings};
 
 use crate::handler::ChatHandler;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::sessions::{SessionRegistry, TrackedSessionManager};
-use crate::store::{ChatStore, MemoryStore};
+use crate::store::{ChatStore, MemoryStore, RedisStore, RedisStoreError};
 
 /// Host names a relay always accepts in the `Host` header.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -51,6 +51,9 @@ pub enum RelayError {
     /// The settings cannot work.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The store cannot be used.
+    #[error("store: {0}")]
+    Store(#[from] RedisStoreError),
     /// The HTTP server failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -68,19 +71,28 @@ pub(crate) struct Node {
     started: Instant,
 }
 
-/// Serves the relay on `listener` until `shutdown` completes, then tells everyone in a room
-/// (`partner.disconnected{reason: relay_shutdown}`), closes every session and returns within a
-/// few seconds.
+/// Serves the relay on `listener` until `shutdown` completes, then closes every session and
+/// returns within a few seconds. With the in-memory store it first tells everyone in a room
+/// (`partner.disconnected{reason: relay_shutdown}`); with a shared store the rooms stay open for
+/// the other nodes, and this node's participants carry on wherever they reconnect.
 pub async fn serve(
     listener: TcpListener,
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     config.validate()?;
-    let store: Arc<dyn ChatStore> = Arc::new(MemoryStore::new(
-        config.inbox_capacity,
-        config.room_capacity,
-    ));
+    let store: Arc<dyn ChatStore> = match &config.store {
+        StoreSettings::Memory => Arc::new(MemoryStore::new(
+            config.inbox_capacity,
+            config.room_capacity,
+        )),
+        StoreSettings::Redis { url, prefix } => Arc::new(RedisStore::open(
+            url,
+            prefix,
+            config.inbox_capacity,
+            config.room_capacity,
+        )?),
+    };
     let node = Arc::new(Node {
         sessions: Arc::new(SessionRegistry::new(
             config.grace_period,
@@ -138,6 +150,10 @@ pub async fn serve(
     let app = http::router(node.clone(), service);
 
     let sweeper = tokio::spawn(sweep(node.clone(), manager));
+    let presence = node
+        .store
+        .is_shared()
+        .then(|| tokio::spawn(presence(node.clone())));
 
     let draining = CancellationToken::new();
     let graceful = {
@@ -145,7 +161,11 @@ pub async fn serve(
         let draining = draining.clone();
         async move {
             shutdown.await;
-            tracing::info!("shutting down: telling everyone in a room");
+            if node.store.is_shared() {
+                tracing::info!("shutting down: rooms stay open on the other nodes");
+            } else {
+                tracing::info!("shutting down: telling everyone in a room");
+            }
             draining.cancel();
             // Close the rooms first, so that waits woken by the shutdown find the events.
             if let Err(error) = node
@@ -181,6 +201,9 @@ pub async fn serve(
         }
     };
     sweeper.abort();
+    if let Some(presence) = presence {
+        presence.abort();
+    }
     result
 }
 
@@ -195,11 +218,15 @@ async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
         let found = node.sessions.sweep(Instant::now());
         for who in found.expired {
             tracing::debug!(participant = ?who, "grace period over");
-            node.metrics
-                .participants_timed_out
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(error) = node.store.end(&who, DisconnectReason::Timeout).await {
-                tracing::warn!(%error, "could not end a timed-out participant");
+            // With a shared store the participant may have come back through another node:
+            // presence decides (see `presence`).
+            if !node.store.is_shared() {
+                node.metrics
+                    .participants_timed_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Err(error) = node.store.end(&who, DisconnectReason::Timeout).await {
+                    tracing::warn!(%error, "could not end a timed-out participant");
+                }
             }
             node.limiter.forget(&who);
         }
@@ -207,6 +234,47 @@ async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
             if let Err(error) = manager.close_session(&id).await {
                 tracing::debug!(%error, "closing a lost session");
             }
+        }
+    }
+}
+
+/// How often a node vouches for its participants in a shared store: often enough that a
+/// participant whose node died is ended close to one grace period after its last heartbeat.
+fn heartbeat_interval(grace: Duration) -> Duration {
+    (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// With a shared store: heartbeats this node's live participants, and ends (with `timeout`)
+/// those that no node served for a grace period, wherever they were: a node that died cannot
+/// end its own. Errors (Redis away) are logged and retried on the next beat.
+async fn presence(node: Arc<Node>) {
+    let every = heartbeat_interval(node.config.grace_period);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let live = node.sessions.live_participants();
+        if let Err(error) = node.store.heartbeat(&live).await {
+            tracing::warn!(%error, "heartbeat failed");
+            continue;
+        }
+        // One beat of slack: the last heartbeat may have come up to one interval before the
+        // participant was lost.
+        match node
+            .store
+            .reap_absent(node.config.grace_period + every)
+            .await
+        {
+            Ok(reaped) => {
+                for who in reaped {
+                    tracing::debug!(participant = ?who, "no node served it for the grace period");
+                    node.metrics
+                        .participants_timed_out
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    node.limiter.forget(&who);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "reaping absent participants failed"),
         }
     }
 }

@@ -6,13 +6,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mcp_chat::limits;
-use mcp_chat_relay::RelayConfig;
+use mcp_chat_relay::{RelayConfig, StoreSettings};
 use tracing_subscriber::EnvFilter;
 
 /// Anonymous chat between AI desktop clients, over MCP Streamable HTTP.
 ///
-/// Every flag can also be set through the environment variable shown. State lives in memory
-/// only: nothing is written to disk.
+/// Every flag can also be set through the environment variable shown. By default state lives
+/// in memory only (nothing is written to disk); with --store redis://... several relays share
+/// it and act as one.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-chat-relay", version, about)]
 struct Args {
@@ -20,6 +21,20 @@ struct Args {
     /// 0.0.0.0:8080 (and --allowed-host) to serve others.
     #[arg(long, env = "MCP_CHAT_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
+
+    /// Where chat state lives: `memory` (this process only), or a Redis URL such as
+    /// redis://127.0.0.1:6379/0 shared by every relay node that should act as one.
+    #[arg(
+        long,
+        env = "MCP_CHAT_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    store: String,
+
+    /// Prefix of every Redis key, so that several relays can share one Redis.
+    #[arg(long, env = "MCP_CHAT_REDIS_PREFIX", default_value = mcp_chat_relay::config::DEFAULT_REDIS_PREFIX)]
+    redis_prefix: String,
 
     /// Host name clients use to reach the relay, accepted in the Host header besides the
     /// loopback names (DNS-rebinding protection). Repeat or separate with commas.
@@ -114,6 +129,7 @@ impl Args {
             }
         }
         Ok(RelayConfig {
+            store: StoreSettings::parse(&self.store, &self.redis_prefix)?,
             allowed_hosts: self.allowed_hosts,
             any_host: self.any_host,
             allowed_origins: self.allowed_origins,

@@ -33,18 +33,21 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const PUSH_BATCH: usize = 32;
 
 /// Pushes `who`'s new events to `peer` until `stop` is cancelled or the session is gone.
+/// `claimed` is the newest event the client says it has (the `mcp-chat-last-seq` header).
 pub async fn run_pusher(
     node: Arc<Node>,
     session: SessionId,
     who: ParticipantKey,
     peer: Peer<RoleServer>,
+    claimed: Option<u64>,
     stop: CancellationToken,
 ) {
     let mut changes = node.store.watch(&who);
     changes.borrow_and_update();
-    // Resume after the last event pushed to any session of this participant: a client that
-    // comes back with a new session gets what happened while it was away.
-    let mut pushed = match node.store.pushed_through(&who).await {
+    // Resume after what the client has, or else after the last event pushed to any session of
+    // this participant: a client that comes back with a new session (on this node or another)
+    // gets what happened while it was away.
+    let mut pushed = match node.store.resume_point(&who, claimed).await {
         Ok(seq) => seq,
         Err(error) => {
             tracing::warn!(%error, "pusher could not read the inbox");

@@ -260,6 +260,25 @@ impl SessionRegistry {
         }
     }
 
+    /// The participants this node serves right now: bound to a session that is not lost. (A
+    /// shared store hears about them in heartbeats; one that stops being vouched for runs out
+    /// of grace there.)
+    pub fn live_participants(&self) -> Vec<ParticipantKey> {
+        let state = self.lock();
+        state
+            .participants
+            .iter()
+            .filter(|(_, presence)| {
+                presence
+                    .session
+                    .as_ref()
+                    .and_then(|id| state.sessions.get(id))
+                    .is_some_and(|entry| entry.lost_since.is_none())
+            })
+            .map(|(who, _)| who.clone())
+            .collect()
+    }
+
     /// Re-evaluates liveness at `now`: which participants ran out of grace, which sessions to
     /// close.
     pub fn sweep(&self, now: Instant) -> Sweep {

@@ -1,9 +1,9 @@
 //! The chat state behind one small interface.
 //!
 //! Tool code talks only to [`ChatStore`]: participants, the random queues, rooms and inboxes live
-//! behind it. [`MemoryStore`] is the single-node implementation; a Redis-backed one (several relay
-//! nodes acting as one) implements the same trait, so nothing outside this module may reach into
-//! the in-memory structures.
+//! behind it. [`MemoryStore`] is the single-node implementation; [`RedisStore`] lets several
+//! relay nodes act as one. Both give the same answers to the same calls; only a shared store has
+//! presence (heartbeats, reaping the participants of a node that died).
 //!
 //! The store never talks to the network. When an event lands in a participant's inbox it bumps
 //! that participant's [`watch`](tokio::sync::watch) channel; whoever serves the participant's MCP
@@ -11,8 +11,10 @@
 //! never waits on B's connection.
 
 mod memory;
+mod redis;
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use mcp_chat::ToolError;
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 pub use memory::MemoryStore;
+pub use redis::{RedisStore, RedisStoreError};
 
 /// Who a participant is, as the store knows it: opaque, never shown to anyone.
 ///
@@ -45,6 +48,11 @@ impl ParticipantKey {
             hex.push_str(&format!("{byte:02x}"));
         }
         Self(hex)
+    }
+
+    /// A key read back from a store that was given [`as_str`](Self::as_str).
+    pub(crate) fn from_stored(key: String) -> Self {
+        Self(key)
     }
 
     /// True when the participant outlives its MCP session (identity token).
@@ -152,10 +160,15 @@ pub trait ChatStore: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<ChatEvent>, ToolError>;
 
-    /// The newest event already pushed to one of the participant's sessions (0 for none). A
-    /// session that takes the participant over resumes pushing after it, so events that arrived
-    /// while the participant had no session are pushed on its return.
-    async fn pushed_through(&self, who: &ParticipantKey) -> Result<u64, ToolError>;
+    /// Where a session that takes the participant over starts pushing: after `claimed` (the
+    /// newest event its client says it received) when that is an event of this participant,
+    /// else after the newest event already pushed to one of its sessions (0 for none). So events
+    /// that arrived while the participant had no session are pushed on its return.
+    async fn resume_point(
+        &self,
+        who: &ParticipantKey,
+        claimed: Option<u64>,
+    ) -> Result<u64, ToolError>;
 
     /// Records that events up to `seq` were pushed.
     async fn mark_pushed(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
@@ -183,4 +196,137 @@ pub trait ChatStore: Send + Sync + 'static {
 
     /// Current numbers.
     async fn counts(&self) -> Result<StoreCounts, ToolError>;
+
+    /// True when other relay nodes share this state. Then a node that stops closes no room,
+    /// and presence ([`heartbeat`](Self::heartbeat), [`reap_absent`](Self::reap_absent)) decides
+    /// when a participant is gone.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Records that this node serves `live` right now.
+    async fn heartbeat(&self, _live: &[ParticipantKey]) -> Result<(), ToolError> {
+        Ok(())
+    }
+
+    /// Ends, with `timeout`, every participant that no node has served within `grace`, and
+    /// returns them. (A store that is not shared has no presence: the node's own liveness
+    /// sweep ends its participants.)
+    async fn reap_absent(&self, _grace: Duration) -> Result<Vec<ParticipantKey>, ToolError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A fresh id for a random match.
+fn new_random_room_id() -> String {
+    format!("chat-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// One page of a room transcript.
+struct TranscriptPage<T> {
+    items: Vec<T>,
+    truncated: bool,
+}
+
+/// Pages a transcript (oldest first, as `(message_seq, item)`) for a member who joined after
+/// message `joined_after`: messages after `since` oldest first, or the newest ones without a
+/// cursor; `truncated` when the page leaves out messages the member may read.
+fn transcript_page<T>(
+    transcript: impl Iterator<Item = (u64, T)>,
+    since: Option<u64>,
+    limit: usize,
+    joined_after: u64,
+) -> TranscriptPage<T> {
+    let limit = limit.max(1);
+    // A member reads only what was said since it joined: a private room's earlier
+    // conversation is not for whoever joins later.
+    let floor = since.unwrap_or(0).max(joined_after);
+    let mut first_kept = None;
+    let mut matching = Vec::new();
+    for (seq, item) in transcript {
+        first_kept.get_or_insert(seq);
+        if seq > floor {
+            matching.push(item);
+        }
+    }
+    let forgotten = first_kept.is_some_and(|first| first > floor + 1);
+    match since {
+        // Paging forward from a cursor: the oldest matching messages first.
+        Some(_) => {
+            let truncated = forgotten || matching.len() > limit;
+            matching.truncate(limit);
+            TranscriptPage {
+                items: matching,
+                truncated,
+            }
+        }
+        // No cursor: the newest messages.
+        None => {
+            let skip = matching.len().saturating_sub(limit);
+            TranscriptPage {
+                items: matching.split_off(skip),
+                truncated: skip > 0 || forgotten,
+            }
+        }
+    }
+}
+
+/// What a participant reads when the store refuses a call: the same words from every store.
+mod refusal {
+    use mcp_chat::{ErrorCode, ToolError};
+
+    pub fn already_waiting() -> ToolError {
+        ToolError::new(
+            ErrorCode::AlreadyWaiting,
+            "You are already waiting in the queue. Call wait_for_message to wait for a partner, \
+             or leave_chat to stop waiting.",
+        )
+    }
+
+    pub fn already_in_room(room_id: &str) -> ToolError {
+        ToolError::new(
+            ErrorCode::AlreadyInRoom,
+            format!(
+                "You are already in room {room_id}. Call next_chat to meet someone new, or \
+                 leave_chat first."
+            ),
+        )
+    }
+
+    pub fn room_full(room_id: &str, capacity: usize) -> ToolError {
+        ToolError::new(
+            ErrorCode::RoomFull,
+            format!(
+                "Room {room_id} is full ({capacity} members). Try another room code, or \
+                 enter_queue for a random partner."
+            ),
+        )
+    }
+
+    pub fn not_in_room_to_send() -> ToolError {
+        ToolError::new(
+            ErrorCode::NotInRoom,
+            "You are not in a room. Call enter_queue or join_room first (if you are waiting, \
+             call wait_for_message until a partner is found).",
+        )
+    }
+
+    pub fn room_closed() -> ToolError {
+        ToolError::new(ErrorCode::NotInRoom, "Your room is closed.")
+    }
+
+    pub fn no_partner() -> ToolError {
+        ToolError::new(
+            ErrorCode::NoPartner,
+            "Nobody else is in this room yet. Call wait_for_message until someone joins.",
+        )
+    }
+
+    pub fn no_transcript() -> ToolError {
+        ToolError::new(
+            ErrorCode::NotInRoom,
+            "You are not in a room, so there is no transcript. Call enter_queue or join_room \
+             first.",
+        )
+    }
 }

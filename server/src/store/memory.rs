@@ -9,16 +9,18 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use mcp_chat::ToolError;
 use mcp_chat::events::{ChatEvent, DisconnectReason, EventBody, RoomKind};
 use mcp_chat::limits::{BLOCK_TTL, MAX_BLOCKS_PER_PARTICIPANT, TRANSCRIPT_CAPACITY};
 use mcp_chat::tools::{
     ChatState, ChatStatus, GetMessagesOutput, LeaveChatOutput, LeftPlace, SendMessageOutput,
     TranscriptMessage,
 };
-use mcp_chat::{ErrorCode, ToolError};
 use tokio::sync::watch;
 
-use super::{ChatStore, ParticipantKey, ReadBatch, StoreCounts};
+use super::{
+    ChatStore, ParticipantKey, ReadBatch, StoreCounts, new_random_room_id, refusal, transcript_page,
+};
 
 /// In-memory [`ChatStore`] for a single relay node.
 #[derive(Debug)]
@@ -143,10 +145,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn new_random_room_id() -> String {
-    format!("chat-{}", uuid::Uuid::new_v4().simple())
 }
 
 impl Participant {
@@ -278,19 +276,8 @@ impl State {
     fn ensure_idle(&self, who: &ParticipantKey) -> Result<(), ToolError> {
         match self.participants.get(who).map(|p| &p.place) {
             None | Some(Place::Idle) => Ok(()),
-            Some(Place::Waiting(_)) => Err(ToolError::new(
-                ErrorCode::AlreadyWaiting,
-                "You are already waiting in the queue. Call wait_for_message to wait for a \
-                 partner, or leave_chat to stop waiting.",
-            )),
-            Some(Place::InRoom(room)) => Err(ToolError::new(
-                ErrorCode::AlreadyInRoom,
-                format!(
-                    "You are already in room {}. Call next_chat to meet someone new, or \
-                     leave_chat first.",
-                    room.id()
-                ),
-            )),
+            Some(Place::Waiting(_)) => Err(refusal::already_waiting()),
+            Some(Place::InRoom(room)) => Err(refusal::already_in_room(room.id())),
         }
     }
 
@@ -503,13 +490,7 @@ impl ChatStore for MemoryStore {
             last_message_seq: 0,
         });
         if room.members.len() >= capacity {
-            return Err(ToolError::new(
-                ErrorCode::RoomFull,
-                format!(
-                    "Room {room_id} is full ({capacity} members). Try another room code, or \
-                     enter_queue for a random partner."
-                ),
-            ));
+            return Err(refusal::room_full(&room_id, capacity));
         }
         let taken: Vec<&str> = room.members.iter().map(|m| m.name.as_str()).collect();
         let my_name = unique_name(&display_name, &taken);
@@ -566,14 +547,10 @@ impl ChatStore for MemoryStore {
         let mut state = self.lock();
         let Some(Place::InRoom(room_ref)) = state.participants.get(who).map(|p| p.place.clone())
         else {
-            return Err(ToolError::new(
-                ErrorCode::NotInRoom,
-                "You are not in a room. Call enter_queue or join_room first (if you are waiting, \
-                 call wait_for_message until a partner is found).",
-            ));
+            return Err(refusal::not_in_room_to_send());
         };
         let Some(room) = state.rooms.get_mut(&room_ref) else {
-            return Err(ToolError::new(ErrorCode::NotInRoom, "Your room is closed."));
+            return Err(refusal::room_closed());
         };
         let others: Vec<ParticipantKey> = room
             .members
@@ -582,10 +559,7 @@ impl ChatStore for MemoryStore {
             .map(|m| m.key.clone())
             .collect();
         if others.is_empty() {
-            return Err(ToolError::new(
-                ErrorCode::NoPartner,
-                "Nobody else is in this room yet. Call wait_for_message until someone joins.",
-            ));
+            return Err(refusal::no_partner());
         }
         let from = room
             .members
@@ -717,13 +691,21 @@ impl ChatStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn pushed_through(&self, who: &ParticipantKey) -> Result<u64, ToolError> {
-        Ok(self
-            .lock()
-            .participants
-            .get(who)
-            .map(|p| p.inbox.pushed_through)
-            .unwrap_or(0))
+    async fn resume_point(
+        &self,
+        who: &ParticipantKey,
+        claimed: Option<u64>,
+    ) -> Result<u64, ToolError> {
+        let state = self.lock();
+        let Some(inbox) = state.participants.get(who).map(|p| &p.inbox) else {
+            return Ok(0);
+        };
+        // A claim above the newest event comes from an earlier life of this participant (a
+        // relay that restarted with empty memory): resume where the pushes went instead.
+        Ok(match claimed {
+            Some(seq) if seq <= inbox.last_seq => seq,
+            _ => inbox.pushed_through,
+        })
     }
 
     async fn mark_pushed(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
@@ -741,49 +723,27 @@ impl ChatStore for MemoryStore {
     ) -> Result<GetMessagesOutput, ToolError> {
         let state = self.lock();
         let Some(Place::InRoom(room_ref)) = state.participants.get(who).map(|p| &p.place) else {
-            return Err(ToolError::new(
-                ErrorCode::NotInRoom,
-                "You are not in a room, so there is no transcript. Call enter_queue or join_room \
-                 first.",
-            ));
+            return Err(refusal::no_transcript());
         };
         let Some(room) = state.rooms.get(room_ref) else {
-            return Err(ToolError::new(ErrorCode::NotInRoom, "Your room is closed."));
+            return Err(refusal::room_closed());
         };
-        let limit = limit.max(1);
-        // A member reads only what was said since it joined: a private room's earlier
-        // conversation is not for whoever joins later.
         let joined_after = room
             .members
             .iter()
             .find(|m| &m.key == who)
             .map(|m| m.joined_after)
             .unwrap_or(room.last_message_seq);
-        let floor = since.unwrap_or(0).max(joined_after);
-        let matching: Vec<&TranscriptEntry> = room
-            .transcript
-            .iter()
-            .filter(|m| m.message_seq > floor)
-            .collect();
-        let forgotten = room
-            .transcript
-            .front()
-            .is_some_and(|first| first.message_seq > floor + 1);
-        let (page, truncated) = match since {
-            // Paging forward from a cursor: the oldest matching messages first.
-            Some(_) => {
-                let page: Vec<_> = matching.iter().take(limit).copied().collect();
-                (page, forgotten || matching.len() > limit)
-            }
-            // No cursor: the newest messages.
-            None => {
-                let skip = matching.len().saturating_sub(limit);
-                (matching[skip..].to_vec(), skip > 0 || forgotten)
-            }
-        };
+        let page = transcript_page(
+            room.transcript.iter().map(|m| (m.message_seq, m)),
+            since,
+            limit,
+            joined_after,
+        );
         Ok(GetMessagesOutput {
             room_id: room_ref.id().to_owned(),
             messages: page
+                .items
                 .into_iter()
                 .map(|m| TranscriptMessage {
                     message_seq: m.message_seq,
@@ -794,7 +754,7 @@ impl ChatStore for MemoryStore {
                 })
                 .collect(),
             latest_message_seq: room.last_message_seq,
-            truncated,
+            truncated: page.truncated,
         })
     }
 
@@ -867,6 +827,7 @@ impl ChatStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcp_chat::ErrorCode;
 
     fn key(n: &str) -> ParticipantKey {
         ParticipantKey::for_session(n)

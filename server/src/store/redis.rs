@@ -1,0 +1,529 @@
+//! The shared store: several relay nodes acting as one through Redis.
+//!
+//! Every change is one call of `redis.lua`, which Redis runs atomically: two nodes never pair
+//! the same waiting participant twice, and nobody is lost from a queue. State carries TTLs and
+//! is refreshed by presence heartbeats, so nothing outlives its participants for long.
+//!
+//! Pushing stays local: each node follows the channel on which the script announces every new
+//! event (`<who>\n<seq>`), and wakes the watch channels of the participants it serves. So an
+//! event for a participant connected to another node reaches it within a Redis round trip,
+//! without polling. While that subscription is down (Redis restarting), nothing is announced;
+//! once it is back every local watcher is woken, and reads the inbox, which lost nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mcp_chat::events::{ChatEvent, DisconnectReason, EventBody};
+use mcp_chat::limits::{
+    BLOCK_TTL, DEFAULT_DISPLAY_NAME, MAX_BLOCKS_PER_PARTICIPANT, TRANSCRIPT_CAPACITY,
+};
+use mcp_chat::tools::{
+    ChatStatus, GetMessagesOutput, LeaveChatOutput, LeftPlace, SendMessageOutput, TranscriptMessage,
+};
+use mcp_chat::{ErrorCode, ToolError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{ChatStore, ParticipantKey, ReadBatch, StoreCounts, new_random_room_id, refusal};
+
+/// How long state lives in Redis without being touched (heartbeats refresh it).
+const STATE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest wait for one Redis reply or connection: a hung Redis fails calls instead of
+/// hanging them.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Participants in one heartbeat call.
+const HEARTBEAT_BATCH: usize = 500;
+/// Participants reaped in one call.
+const REAP_BATCH: usize = 200;
+
+/// The script behind every operation.
+const SCRIPT: &str = include_str!("redis.lua");
+
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisStoreError {
+    /// The URL is not a Redis URL this relay can use.
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+}
+
+/// [`ChatStore`] in Redis, shared by every relay node that uses the same Redis and prefix.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    script: redis::Script,
+    /// Key prefix, e.g. `mcp-chat:`.
+    prefix: String,
+    inbox_capacity: usize,
+    room_capacity: usize,
+    watchers: Arc<Watchers>,
+    follower: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// The watch channels of the participants this node serves, woken by the event channel.
+#[derive(Default)]
+struct Watchers {
+    senders: Mutex<HashMap<ParticipantKey, watch::Sender<u64>>>,
+}
+
+impl Watchers {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ParticipantKey, watch::Sender<u64>>> {
+        self.senders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn subscribe(&self, who: &ParticipantKey) -> watch::Receiver<u64> {
+        self.lock()
+            .entry(who.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Handles one announcement from the event channel.
+    fn announce(&self, payload: &str) {
+        let Some((who, what)) = payload.split_once('\n') else {
+            return;
+        };
+        let who = ParticipantKey::from_stored(who.to_owned());
+        if what == "end" {
+            // Dropping the sender ends every wait and pusher of the participant.
+            self.lock().remove(&who);
+        } else if let Ok(seq) = what.parse::<u64>()
+            && let Some(sender) = self.lock().get(&who)
+        {
+            sender.send_replace(seq);
+        }
+    }
+
+    /// Wakes everyone: announcements may have been missed.
+    fn wake_all(&self) {
+        for sender in self.lock().values() {
+            sender.send_modify(|_| {});
+        }
+    }
+
+    /// Forgets channels nobody listens to any more.
+    fn prune(&self) {
+        self.lock().retain(|_, sender| sender.receiver_count() > 0);
+    }
+}
+
+/// Follows the event channel for as long as the store lives, reconnecting with backoff.
+async fn follow_events(client: redis::Client, channel: String, watchers: Arc<Watchers>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, subscribed).await {
+            Ok(Ok(mut pubsub)) => {
+                tracing::debug!("following the Redis event channel");
+                delay = Duration::from_millis(100);
+                watchers.wake_all();
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    if let Ok(payload) = message.get_payload::<String>() {
+                        watchers.announce(&payload);
+                    }
+                }
+                tracing::warn!("lost the Redis event channel; reconnecting");
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot follow the Redis event channel"),
+            Err(_) => tracing::warn!("Redis did not answer the event subscription in time"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// What every failed Redis call tells the participant (the cause goes to the log).
+fn unavailable(error: redis::RedisError) -> ToolError {
+    tracing::warn!(%error, "Redis call failed");
+    ToolError::new(
+        ErrorCode::Unavailable,
+        "The relay cannot reach its storage right now. Try again in a few seconds.",
+    )
+}
+
+/// A reply that does not have the shape the script returns: a bug or a foreign script.
+fn garbled(what: &str) -> ToolError {
+    tracing::error!("unexpected reply from the Redis script for {what}");
+    ToolError::new(
+        ErrorCode::Unavailable,
+        "The relay's storage answered something unexpected. Try again in a few seconds.",
+    )
+}
+
+/// Stream entries flattened by the script (seq, timestamp, room, body, ...) as events.
+fn parse_events(flat: &[String]) -> Result<Vec<ChatEvent>, ToolError> {
+    flat.chunks_exact(4)
+        .map(|entry| {
+            let body: EventBody =
+                serde_json::from_str(&entry[3]).map_err(|_| garbled("an event"))?;
+            Ok(ChatEvent {
+                seq: entry[0].parse().map_err(|_| garbled("an event seq"))?,
+                timestamp_ms: entry[1].parse().unwrap_or(0),
+                room_id: entry[2].clone(),
+                body,
+            })
+        })
+        .collect()
+}
+
+/// A transcript entry as the script stores it.
+#[derive(serde::Deserialize)]
+struct StoredMessage {
+    s: u64,
+    t: u64,
+    f: String,
+    n: String,
+    x: String,
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://[:password@]host[:port][/db]`), with keys under
+    /// `prefix`. Connects lazily: a relay starts while Redis is still coming up, and its calls
+    /// fail with `unavailable` until Redis answers.
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        inbox_capacity: usize,
+        room_capacity: usize,
+    ) -> Result<Self, RedisStoreError> {
+        let client = redis::Client::open(url).map_err(|e| RedisStoreError::Url(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| RedisStoreError::Url(e.to_string()))?;
+        let watchers = Arc::new(Watchers::default());
+        let follower = tokio::spawn(follow_events(
+            client,
+            format!("{prefix}events"),
+            watchers.clone(),
+        ));
+        Ok(Self {
+            connection,
+            script: redis::Script::new(SCRIPT),
+            prefix: prefix.to_owned(),
+            inbox_capacity: inbox_capacity.max(1),
+            room_capacity: room_capacity.max(2),
+            watchers,
+            follower,
+        })
+    }
+
+    /// Runs operation `op` of the script with `args`.
+    async fn run<T: redis::FromRedisValue>(&self, op: &str, args: &[&str]) -> Result<T, ToolError> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .arg(op)
+            .arg(&self.prefix)
+            .arg(STATE_TTL.as_secs())
+            .arg(self.inbox_capacity)
+            .arg(self.room_capacity)
+            .arg(BLOCK_TTL.as_millis() as u64)
+            .arg(MAX_BLOCKS_PER_PARTICIPANT)
+            .arg(TRANSCRIPT_CAPACITY)
+            .arg(DEFAULT_DISPLAY_NAME);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn status_now(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError> {
+        let json: String = self.run("status", &[who.as_str()]).await?;
+        serde_json::from_str(&json).map_err(|_| garbled("status"))
+    }
+
+    /// A status after an operation that answers `ok` or a refusal.
+    async fn status_after(
+        &self,
+        who: &ParticipantKey,
+        answer: String,
+        room_id: &str,
+    ) -> Result<ChatStatus, ToolError> {
+        match answer.as_str() {
+            "ok" => self.status_now(who).await,
+            "room_full" => Err(refusal::room_full(room_id, self.room_capacity)),
+            "already_waiting" => Err(refusal::already_waiting()),
+            other => match other.split_once('\n') {
+                Some(("already_in_room", room)) => Err(refusal::already_in_room(room)),
+                _ => Err(garbled("a chat operation")),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl ChatStore for RedisStore {
+    async fn enter_queue(
+        &self,
+        who: &ParticipantKey,
+        display_name: String,
+        topic: Option<String>,
+    ) -> Result<ChatStatus, ToolError> {
+        let room_id = new_random_room_id();
+        let answer: String = self
+            .run(
+                "enter_queue",
+                &[
+                    who.as_str(),
+                    &display_name,
+                    topic.as_deref().unwrap_or(""),
+                    &room_id,
+                ],
+            )
+            .await?;
+        self.status_after(who, answer, &room_id).await
+    }
+
+    async fn join_room(
+        &self,
+        who: &ParticipantKey,
+        display_name: String,
+        room_id: String,
+    ) -> Result<ChatStatus, ToolError> {
+        let answer: String = self
+            .run("join_room", &[who.as_str(), &display_name, &room_id])
+            .await?;
+        self.status_after(who, answer, &room_id).await
+    }
+
+    async fn next_chat(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError> {
+        let answer: String = self
+            .run("next_chat", &[who.as_str(), &new_random_room_id()])
+            .await?;
+        self.status_after(who, answer, "").await
+    }
+
+    async fn send_message(
+        &self,
+        who: &ParticipantKey,
+        text: String,
+    ) -> Result<SendMessageOutput, ToolError> {
+        let answer: Vec<String> = self.run("send", &[who.as_str(), &text]).await?;
+        match answer.as_slice() {
+            [ok, room_id, seq, delivered] if ok == "ok" => Ok(SendMessageOutput {
+                room_id: room_id.clone(),
+                message_seq: seq.parse().map_err(|_| garbled("send"))?,
+                delivered_to: delivered.parse().map_err(|_| garbled("send"))?,
+            }),
+            [code] if code == "not_in_room" => Err(refusal::not_in_room_to_send()),
+            [code] if code == "room_closed" => Err(refusal::room_closed()),
+            [code] if code == "no_partner" => Err(refusal::no_partner()),
+            _ => Err(garbled("send")),
+        }
+    }
+
+    async fn leave(&self, who: &ParticipantKey, block: bool) -> Result<LeaveChatOutput, ToolError> {
+        let answer: Vec<String> = self
+            .run("leave", &[who.as_str(), if block { "1" } else { "0" }])
+            .await?;
+        let [left, room_id, blocked] = answer.as_slice() else {
+            return Err(garbled("leave"));
+        };
+        let left = match left.as_str() {
+            "room" => LeftPlace::Room,
+            "queue" => LeftPlace::Queue,
+            _ => LeftPlace::Nothing,
+        };
+        Ok(LeaveChatOutput {
+            left,
+            room_id: (!room_id.is_empty()).then(|| room_id.clone()),
+            blocked: blocked.parse().map_err(|_| garbled("leave"))?,
+            status: self.status_now(who).await?,
+        })
+    }
+
+    async fn status(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError> {
+        self.status_now(who).await
+    }
+
+    async fn read_unread(&self, who: &ParticipantKey, max: usize) -> Result<ReadBatch, ToolError> {
+        let answer: Vec<String> = self.run("read", &[who.as_str(), &max.to_string()]).await?;
+        let [missed, more, events @ ..] = answer.as_slice() else {
+            return Err(garbled("read"));
+        };
+        Ok(ReadBatch {
+            events: parse_events(events)?,
+            missed: missed.parse().map_err(|_| garbled("read"))?,
+            more: more == "1",
+        })
+    }
+
+    async fn set_read_cursor(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+        let _: String = self
+            .run("set_cursor", &[who.as_str(), &seq.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        who: &ParticipantKey,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<ChatEvent>, ToolError> {
+        let flat: Vec<String> = self
+            .run(
+                "events_after",
+                &[who.as_str(), &seq.to_string(), &max.to_string()],
+            )
+            .await?;
+        parse_events(&flat)
+    }
+
+    async fn resume_point(
+        &self,
+        who: &ParticipantKey,
+        claimed: Option<u64>,
+    ) -> Result<u64, ToolError> {
+        let claimed = claimed.map(|seq| seq.to_string()).unwrap_or_default();
+        let seq: String = self.run("resume_point", &[who.as_str(), &claimed]).await?;
+        seq.parse().map_err(|_| garbled("resume point"))
+    }
+
+    async fn mark_pushed(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+        let _: String = self
+            .run("mark_pushed", &[who.as_str(), &seq.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    async fn transcript(
+        &self,
+        who: &ParticipantKey,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<GetMessagesOutput, ToolError> {
+        let answer: Vec<String> = self.run("transcript", &[who.as_str()]).await?;
+        let (room_id, latest, joined_after, stored) = match answer.as_slice() {
+            [ok, room_id, latest, joined, stored @ ..] if ok == "ok" => (
+                room_id.clone(),
+                latest.parse::<u64>().map_err(|_| garbled("transcript"))?,
+                joined.parse::<u64>().map_err(|_| garbled("transcript"))?,
+                stored,
+            ),
+            [code] if code == "not_in_room" => return Err(refusal::no_transcript()),
+            [code] if code == "room_closed" => return Err(refusal::room_closed()),
+            _ => return Err(garbled("transcript")),
+        };
+        let stored: Vec<StoredMessage> = stored
+            .iter()
+            .filter_map(|entry| serde_json::from_str(entry).ok())
+            .collect();
+        let page =
+            super::transcript_page(stored.iter().map(|m| (m.s, m)), since, limit, joined_after);
+        Ok(GetMessagesOutput {
+            room_id,
+            messages: page
+                .items
+                .into_iter()
+                .map(|m| TranscriptMessage {
+                    message_seq: m.s,
+                    timestamp_ms: m.t,
+                    from: m.n.clone(),
+                    from_you: m.f == who.as_str(),
+                    text: m.x.clone(),
+                })
+                .collect(),
+            latest_message_seq: latest,
+            truncated: page.truncated,
+        })
+    }
+
+    fn watch(&self, who: &ParticipantKey) -> watch::Receiver<u64> {
+        self.watchers.subscribe(who)
+    }
+
+    async fn end(&self, who: &ParticipantKey, reason: DisconnectReason) -> Result<(), ToolError> {
+        let _: String = self.run("end", &[who.as_str(), reason.as_str()]).await?;
+        Ok(())
+    }
+
+    async fn close_all_rooms(&self, _reason: DisconnectReason) -> Result<(), ToolError> {
+        // The rooms belong to every node: one node stopping ends nothing. Its participants'
+        // presence runs out unless they come back through a node (see `reap_absent`).
+        Ok(())
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn heartbeat(&self, live: &[ParticipantKey]) -> Result<(), ToolError> {
+        self.watchers.prune();
+        for batch in live.chunks(HEARTBEAT_BATCH) {
+            let keys: Vec<&str> = batch.iter().map(ParticipantKey::as_str).collect();
+            let _: String = self.run("heartbeat", &keys).await?;
+        }
+        Ok(())
+    }
+
+    async fn reap_absent(&self, grace: Duration) -> Result<Vec<ParticipantKey>, ToolError> {
+        let mut reaped = Vec::new();
+        loop {
+            let keys: Vec<String> = self
+                .run(
+                    "reap",
+                    &[
+                        &(grace.as_millis() as u64).to_string(),
+                        &REAP_BATCH.to_string(),
+                    ],
+                )
+                .await?;
+            let full = keys.len() >= REAP_BATCH;
+            reaped.extend(keys.into_iter().map(ParticipantKey::from_stored));
+            if !full {
+                return Ok(reaped);
+            }
+        }
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, ToolError> {
+        let answer: Vec<String> = self.run("counts", &[]).await?;
+        let numbers: Vec<u64> = answer.iter().filter_map(|n| n.parse().ok()).collect();
+        let [
+            participants,
+            waiting,
+            rooms,
+            messages_relayed,
+            events_dropped,
+        ] = numbers.as_slice()
+        else {
+            return Err(garbled("counts"));
+        };
+        Ok(StoreCounts {
+            participants: *participants,
+            waiting: *waiting,
+            rooms: *rooms,
+            messages_relayed: *messages_relayed,
+            events_dropped: *events_dropped,
+        })
+    }
+}
