@@ -247,6 +247,15 @@ impl Chatter {
         }
     }
 
+    /// The next push of any kind, waiting at most `within`; `None` when nothing came (or the
+    /// session's push channel is closed).
+    pub async fn next_push_within(&mut self, within: Duration) -> Option<Pushed> {
+        tokio::time::timeout(within, self.pushes.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Every push received so far (without waiting).
     pub fn drain_pushes(&mut self) -> Vec<Pushed> {
         let mut out = Vec::new();

@@ -11,5 +11,7 @@ mod chat;
 mod deploy;
 mod liveness;
 mod matching;
+mod redis;
+mod redis_harness;
 mod shutdown;
 mod waiting;
