@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
 use crate::stdio::HostInput;
-use crate::upstream::{self, INTERNAL_ID_PREFIX, UpstreamEvent};
+use crate::upstream::{self, INTERNAL_ID_PREFIX, LastSeq, UpstreamEvent};
 
 /// URI of the resource that shows the current chat.
 pub const INBOX_URI: &str = "chat://current";
@@ -91,6 +91,8 @@ pub struct Bridge {
     inbox: VecDeque<ChatEvent>,
     seen: HashSet<String>,
     seen_order: VecDeque<String>,
+    /// Shared with the relay connection, which sends it when it opens a session.
+    last_seq: LastSeq,
     internal_counter: u64,
     shutdown: CancellationToken,
     connection: Option<tokio::task::JoinHandle<()>>,
@@ -134,10 +136,12 @@ fn log_rank(level: &str) -> u8 {
 impl Bridge {
     /// A bridge that writes host-bound messages to `to_host`. `events_tx` is where the relay
     /// connection (started at the host's `initialize`) reports; the caller feeds the matching
-    /// receiver to [`Bridge::on_upstream`].
+    /// receiver to [`Bridge::on_upstream`]. `last_seq` is kept at the `seq` of the newest chat
+    /// event received, for the connection to resume from.
     pub fn new(
         settings: Arc<Settings>,
         identity: String,
+        last_seq: LastSeq,
         to_host: mpsc::Sender<Value>,
         events_tx: mpsc::Sender<UpstreamEvent>,
         shutdown: CancellationToken,
@@ -161,6 +165,7 @@ impl Bridge {
             inbox: VecDeque::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
+            last_seq,
             internal_counter: 0,
             shutdown,
             connection: None,
@@ -371,6 +376,7 @@ impl Bridge {
         self.connection = Some(tokio::spawn(upstream::run(
             self.settings.clone(),
             self.identity.clone(),
+            self.last_seq.clone(),
             init_params,
             self.events_tx.clone(),
             rx,
@@ -672,6 +678,11 @@ impl Bridge {
         if !self.seen.insert(key.clone()) {
             return false;
         }
+        // The newest event is the last one seen for the first time: a replay from an older
+        // point does not move the resume point back, and a restarted relay's fresh sequence
+        // (same seq, new timestamp) moves it to where that relay actually is.
+        self.last_seq
+            .store(event.seq, std::sync::atomic::Ordering::Relaxed);
         self.seen_order.push_back(key);
         if self.seen_order.len() > SEEN_EVENTS
             && let Some(old) = self.seen_order.pop_front()

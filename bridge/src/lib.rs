@@ -53,6 +53,7 @@ pub async fn run<R, W>(
     let mut bridge = Bridge::new(
         Arc::new(settings),
         identity,
+        upstream::LastSeq::default(),
         out_tx,
         events_tx,
         stop_relay.clone(),

@@ -350,6 +350,7 @@ fn parse_header(
     let value = http::HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
     let reserved = [
         mcp_chat::protocol::IDENTITY_HEADER,
+        mcp_chat::protocol::LAST_SEQ_HEADER,
         "accept",
         "mcp-session-id",
         "last-event-id",
@@ -440,11 +441,13 @@ mod tests {
             Settings::resolve(&flags, &|_| None, paths(&dir)),
             Err(SettingsError::RelayUrl(_))
         ));
-        let env = |k: &str| (k == ENV_HEADERS).then(|| "Mcp-Chat-Identity: x".to_owned());
-        assert!(matches!(
-            Settings::resolve(&Flags::default(), &env, paths(&dir)),
-            Err(SettingsError::ReservedHeader(_))
-        ));
+        for header in ["Mcp-Chat-Identity: x", "Mcp-Chat-Last-Seq: 7"] {
+            let env = |k: &str| (k == ENV_HEADERS).then(|| header.to_owned());
+            assert!(matches!(
+                Settings::resolve(&Flags::default(), &env, paths(&dir)),
+                Err(SettingsError::ReservedHeader(_))
+            ));
+        }
         std::fs::write(dir.join("config.toml"), "relay = [").unwrap();
         assert!(matches!(
             Settings::resolve(&Flags::default(), &|_| None, paths(&dir)),

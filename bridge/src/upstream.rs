@@ -9,15 +9,23 @@
 //!   only way to notice a restarted relay, because rmcp's client re-initializes an expired
 //!   session on a POST, never from its GET stream alone;
 //! - when a ping or the handshake fails it reports the connection lost and retries with capped
-//!   exponential backoff and jitter; when the transport itself ends it builds a new one.
+//!   exponential backoff and jitter; when the transport itself ends it builds a new one;
+//! - every new relay session it opens carries the `seq` of the newest chat event received
+//!   (`mcp-chat-last-seq`), so the relay (another node, or a restarted one) resumes its pushes
+//!   from what actually arrived.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rmcp::model::ClientJsonRpcMessage;
-use rmcp::transport::common::client_side_sse::ExponentialBackoff;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
+use rmcp::transport::common::client_side_sse::{BoxedSseResponse, ExponentialBackoff};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+    StreamableHttpPostResponse,
+};
 use rmcp::transport::{StreamableHttpClientTransport, Transport};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -40,6 +48,13 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The `seq` of the newest chat event received from the relay; 0 until the first one. The bridge
+/// writes it as events arrive, the connection reads it whenever it opens a relay session.
+pub type LastSeq = Arc<AtomicU64>;
+
+/// The transport to the relay.
+type RelayTransport = StreamableHttpClientTransport<RelayClient>;
 
 /// What the connection task reports to the bridge.
 #[derive(Debug)]
@@ -74,6 +89,7 @@ pub enum UpstreamEvent {
 pub async fn run(
     settings: Arc<Settings>,
     identity: String,
+    last_seq: LastSeq,
     init_params: Value,
     events: mpsc::Sender<UpstreamEvent>,
     mut outgoing: mpsc::Receiver<Value>,
@@ -89,7 +105,7 @@ pub async fn run(
         let url = &settings.relay_urls[node % settings.relay_urls.len()];
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            connected = connect(&settings, url, &identity, &init_params) => connected,
+            connected = connect(&settings, url, &identity, &last_seq, &init_params) => connected,
         };
         let (mut transport, server) = match connected {
             Ok(connected) => connected,
@@ -232,7 +248,7 @@ pub async fn run(
 
 /// Closes a transport (DELETE for a live session), never waiting long: rmcp's worker can sit in
 /// a request a hung relay never answers.
-async fn close(transport: &mut StreamableHttpClientTransport<reqwest::Client>) {
+async fn close(transport: &mut RelayTransport) {
     let _ = tokio::time::timeout(Duration::from_secs(3), transport.close()).await;
 }
 
@@ -241,7 +257,7 @@ async fn close(transport: &mut StreamableHttpClientTransport<reqwest::Client>) {
 /// notifications are bounded by [`SEND_TIMEOUT`]: a host request may take as long as the host
 /// allows (a server answering in plain JSON holds the POST open until the tool finishes).
 fn send(
-    transport: &mut StreamableHttpClientTransport<reqwest::Client>,
+    transport: &mut RelayTransport,
     value: Value,
     failures: &mpsc::Sender<(Option<Value>, String)>,
 ) {
@@ -278,9 +294,10 @@ async fn connect(
     settings: &Settings,
     url: &str,
     identity: &str,
+    last_seq: &LastSeq,
     init_params: &Value,
-) -> Result<(StreamableHttpClientTransport<reqwest::Client>, Value), String> {
-    let mut transport = build_transport(settings, url, identity)?;
+) -> Result<(RelayTransport, Value), String> {
+    let mut transport = build_transport(settings, url, identity, last_seq)?;
     let cause =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, init_params)).await
         {
@@ -303,17 +320,16 @@ pub(crate) async fn probe(settings: &Settings) -> Result<Value, String> {
         "capabilities": {},
         "clientInfo": { "name": "mcp-chat-bridge doctor", "version": env!("CARGO_PKG_VERSION") },
     });
+    // A new identity has received nothing: no resume point.
+    let last_seq = LastSeq::default();
     let (mut transport, server) =
-        connect(settings, &settings.relay_url, &identity, &params).await?;
+        connect(settings, &settings.relay_url, &identity, &last_seq, &params).await?;
     close(&mut transport).await;
     Ok(server)
 }
 
 /// `initialize` → result → `notifications/initialized`.
-async fn handshake(
-    transport: &mut StreamableHttpClientTransport<reqwest::Client>,
-    init_params: &Value,
-) -> Result<Value, String> {
+async fn handshake(transport: &mut RelayTransport, init_params: &Value) -> Result<Value, String> {
     let id = format!("{INTERNAL_ID_PREFIX}init");
     let request: ClientJsonRpcMessage = serde_json::from_value(json!({
         "jsonrpc": "2.0", "id": id, "method": "initialize", "params": init_params,
@@ -351,7 +367,8 @@ fn build_transport(
     settings: &Settings,
     url: &str,
     identity: &str,
-) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
+    last_seq: &LastSeq,
+) -> Result<RelayTransport, String> {
     let mut headers = HashMap::new();
     for (name, value) in &settings.headers {
         headers.insert(name.clone(), value.clone());
@@ -394,7 +411,132 @@ fn build_transport(
     let client = builder
         .build()
         .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+    let client = RelayClient {
+        http: client,
+        last_seq: last_seq.clone(),
+    };
     Ok(StreamableHttpClientTransport::with_client(client, config))
+}
+
+/// reqwest, adding `mcp-chat-last-seq` to each `initialize` POST with the value of the moment it
+/// is sent. Fixed transport headers would not do: rmcp re-initializes an expired session by
+/// itself (a restarted relay, or another node behind a load balancer), with the headers the
+/// transport was built with, so the relay would get a stale resume point or none at all.
+#[derive(Clone)]
+struct RelayClient {
+    http: reqwest::Client,
+    last_seq: LastSeq,
+}
+
+impl RelayClient {
+    fn headers_for(
+        &self,
+        message: &ClientJsonRpcMessage,
+        session_id: &Option<Arc<str>>,
+        mut headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HashMap<HeaderName, HeaderValue> {
+        let opens_session = session_id.is_none()
+            && matches!(
+                message,
+                ClientJsonRpcMessage::Request(r)
+                    if matches!(r.request, ClientRequest::InitializeRequest(_))
+            );
+        let seq = self.last_seq.load(Ordering::Relaxed);
+        // Before the first event there is nothing to resume from: the relay's own view stands.
+        if opens_session && seq > 0 {
+            headers.insert(
+                HeaderName::from_static(mcp_chat::protocol::LAST_SEQ_HEADER),
+                HeaderValue::from(seq),
+            );
+        }
+        headers
+    }
+}
+
+impl StreamableHttpClient for RelayClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let headers = self.headers_for(&message, &session_id, custom_headers);
+        self.http
+            .post_message(uri, message, session_id, auth_header, headers)
+            .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let headers = self.headers_for(&message, &session_id, custom_headers);
+        self.http
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        self.http
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        self.http
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        self.http
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
 }
 
 /// An error and its causes, innermost last: "error sending request" alone does not tell a user

@@ -3,10 +3,12 @@
 mod common;
 
 mod chat;
+mod failover;
 #[cfg(unix)]
 mod install;
 #[cfg(unix)]
 mod installer;
 mod lifecycle;
 mod reconnect;
+mod resume;
 mod transparent;
