@@ -14,4 +14,5 @@ mod matching;
 mod redis;
 mod redis_harness;
 mod shutdown;
+mod store_parity;
 mod waiting;

@@ -1,0 +1,324 @@
+//! The two stores give the same answers: every case runs against the in-memory store and
+//! against the Redis store on a real `redis-server`. (Same tools, same events, same limits,
+//! whichever store a relay runs with.)
+
+use std::time::Duration;
+
+use mcp_chat::ErrorCode;
+use mcp_chat::events::{DisconnectReason, EventBody};
+use mcp_chat::tools::ChatState;
+use mcp_chat_relay::store::{ChatStore, MemoryStore, ParticipantKey, RedisStore};
+
+use crate::redis_harness::RedisServer;
+
+fn key(n: &str) -> ParticipantKey {
+    ParticipantKey::for_session(n)
+}
+
+/// Runs `case` against both stores, built with the given inbox and room capacities.
+macro_rules! on_both_stores {
+    ($test:literal, $inbox:expr, $room:expr, $case:ident) => {{
+        let memory = MemoryStore::new($inbox, $room);
+        $case(&memory, "memory").await;
+        if let Some(redis) = RedisServer::start($test).await {
+            let store = RedisStore::open(&redis.url(), "parity:", $inbox, $room).unwrap();
+            $case(&store, "redis").await;
+        }
+    }};
+}
+
+#[tokio::test]
+async fn full_inbox_drops_oldest_unread_and_reports_the_gap() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b) = (key("a"), key("b"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        // b has chatroom.found (seq 1); five messages make seq 2..=6; only 3 fit.
+        for i in 0..5 {
+            store.send_message(&a, format!("m{i}")).await.unwrap();
+        }
+        assert_eq!(store.status(&b).await.unwrap().unread, 3, "{kind}");
+        let batch = store.read_unread(&b, 100).await.unwrap();
+        assert_eq!(batch.missed, 3, "{kind}");
+        let seqs: Vec<u64> = batch.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![4, 5, 6], "{kind}");
+        let EventBody::MessageReceived { from, text, .. } = &batch.events[2].body else {
+            panic!("{kind}: not a message: {:?}", batch.events[2]);
+        };
+        assert_eq!((from.as_str(), text.as_str()), ("A", "m4"), "{kind}");
+        assert_eq!(store.counts().await.unwrap().events_dropped, 3, "{kind}");
+        let again = store.read_unread(&b, 100).await.unwrap();
+        assert!(again.events.is_empty() && again.missed == 0, "{kind}");
+        // A client that lost an answer moves the cursor back and reads again.
+        store.set_read_cursor(&b, 4).await.unwrap();
+        let reread = store.read_unread(&b, 100).await.unwrap();
+        let seqs: Vec<u64> = reread.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![5, 6], "{kind}");
+    }
+    on_both_stores!("store_parity::full_inbox", 3, 2, case);
+}
+
+#[tokio::test]
+async fn blocked_pairs_are_never_matched_again() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::InRoom, "{kind}");
+        assert_eq!(s.partner_name.as_deref(), Some("A"), "{kind}");
+        let left = store.leave(&a, true).await.unwrap();
+        assert_eq!(left.blocked, 1, "{kind}");
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::Waiting, "{kind}: a and b paired again");
+        assert_eq!(s.position, Some(2), "{kind}");
+        let s = store.enter_queue(&c, "C".into(), None).await.unwrap();
+        assert_eq!(s.partner_name.as_deref(), Some("A"), "{kind}: first in line");
+        let err = store.enter_queue(&b, "B".into(), None).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::AlreadyWaiting, "{kind}");
+    }
+    on_both_stores!("store_parity::blocked_pairs", 16, 2, case);
+}
+
+#[tokio::test]
+async fn topics_are_separate_queues() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let s = store
+            .enter_queue(&a, "A".into(), Some("rust".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            (s.state, s.topic.as_deref()),
+            (ChatState::Waiting, Some("rust")),
+            "{kind}"
+        );
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::Waiting, "{kind}: no topic is its own queue");
+        let s = store
+            .enter_queue(&c, "C".into(), Some("rust".into()))
+            .await
+            .unwrap();
+        assert_eq!(s.state, ChatState::InRoom, "{kind}");
+        assert_eq!(s.topic.as_deref(), Some("rust"), "{kind}");
+        let found = store.read_unread(&a, 10).await.unwrap().events;
+        let EventBody::ChatroomFound { members, topic, .. } = &found[0].body else {
+            panic!("{kind}: {found:?}");
+        };
+        assert_eq!(
+            (members.as_slice(), topic.as_deref()),
+            (&["C".to_owned()][..], Some("rust")),
+            "{kind}"
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts.waiting, counts.rooms), (1, 1), "{kind}");
+        // next_chat leaves the room and queues again on the same topic.
+        let s = store.next_chat(&a).await.unwrap();
+        assert_eq!(
+            (s.state, s.topic.as_deref()),
+            (ChatState::Waiting, Some("rust")),
+            "{kind}"
+        );
+        let gone = store.read_unread(&c, 10).await.unwrap().events;
+        assert!(
+            matches!(
+                gone.last().map(|e| &e.body),
+                Some(EventBody::PartnerDisconnected {
+                    reason: DisconnectReason::Left,
+                    room_closed: true,
+                    ..
+                })
+            ),
+            "{kind}: {gone:?}"
+        );
+    }
+    on_both_stores!("store_parity::topics", 16, 2, case);
+}
+
+#[tokio::test]
+async fn duplicate_names_in_a_room_are_told_apart() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        for n in ["a", "b", "c"] {
+            store
+                .join_room(&key(n), "Sam".into(), "r".into())
+                .await
+                .unwrap();
+        }
+        let s = store.status(&key("c")).await.unwrap();
+        assert_eq!(s.display_name, "Sam (3)", "{kind}");
+        assert_eq!(s.members, vec!["Sam", "Sam (2)"], "{kind}");
+        let err = store
+            .join_room(&key("d"), "D".into(), "r".into())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RoomFull, "{kind}");
+        assert!(err.error.message.contains("Room r is full"), "{kind}: {err:?}");
+        // A private room stays open while someone is in it.
+        store.leave(&key("a"), false).await.unwrap();
+        let s = store.status(&key("b")).await.unwrap();
+        assert_eq!(s.members, vec!["Sam (3)"], "{kind}");
+        store.send_message(&key("b"), "still here".into()).await.unwrap();
+    }
+    on_both_stores!("store_parity::duplicate_names", 16, 3, case);
+}
+
+#[tokio::test]
+async fn later_members_do_not_read_earlier_messages() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        let err = store.send_message(&a, "alone".into()).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NoPartner, "{kind}");
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        store.send_message(&a, "before c".into()).await.unwrap();
+        store.join_room(&c, "C".into(), "r".into()).await.unwrap();
+        let sent = store.send_message(&b, "after c".into()).await.unwrap();
+        assert_eq!((sent.message_seq, sent.delivered_to), (2, 2), "{kind}");
+        let seen = store.transcript(&c, None, 10).await.unwrap();
+        let texts: Vec<&str> = seen.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["after c"], "{kind}");
+        assert!(!seen.truncated, "{kind}");
+        let all = store.transcript(&a, Some(0), 10).await.unwrap();
+        assert_eq!(all.messages.len(), 2, "{kind}");
+        assert!(all.messages[0].from_you && !all.messages[1].from_you, "{kind}");
+        let err = store.transcript(&key("z"), None, 10).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotInRoom, "{kind}");
+    }
+    on_both_stores!("store_parity::later_members", 16, 3, case);
+}
+
+#[tokio::test]
+async fn a_stranger_who_left_first_can_still_be_blocked() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b) = (key("a"), key("b"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        store.enter_queue(&b, "B".into(), None).await.unwrap();
+        store.leave(&b, false).await.unwrap();
+        let out = store.leave(&a, true).await.unwrap();
+        assert_eq!(out.blocked, 1, "{kind}");
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
+        assert_eq!(s.state, ChatState::Waiting, "{kind}");
+    }
+    on_both_stores!("store_parity::left_first", 16, 2, case);
+}
+
+#[tokio::test]
+async fn transcript_pages_by_message_seq() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b) = (key("a"), key("b"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        for i in 1..=5 {
+            let from = if i % 2 == 0 { &a } else { &b };
+            store.send_message(from, format!("m{i}")).await.unwrap();
+        }
+        let newest = store.transcript(&a, None, 2).await.unwrap();
+        let seqs: Vec<u64> = newest.messages.iter().map(|m| m.message_seq).collect();
+        assert_eq!(seqs, vec![4, 5], "{kind}");
+        assert!(newest.truncated && newest.messages[0].from_you, "{kind}");
+        let page = store.transcript(&a, Some(1), 2).await.unwrap();
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.message_seq).collect();
+        assert_eq!(seqs, vec![2, 3], "{kind}");
+        assert_eq!(page.latest_message_seq, 5, "{kind}");
+    }
+    on_both_stores!("store_parity::transcript", 16, 2, case);
+}
+
+#[tokio::test]
+async fn ending_tells_the_partner_and_forgets_the_participant() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b) = (key("a"), key("b"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        store.enter_queue(&b, "B".into(), None).await.unwrap();
+        let mut watch = store.watch(&a);
+        watch.borrow_and_update();
+        store.end(&a, DisconnectReason::Timeout).await.unwrap();
+        let told = store.read_unread(&b, 10).await.unwrap().events;
+        assert!(
+            matches!(
+                told.last().map(|e| &e.body),
+                Some(EventBody::PartnerDisconnected {
+                    reason: DisconnectReason::Timeout,
+                    ..
+                })
+            ),
+            "{kind}: {told:?}"
+        );
+        // Whoever waits on the ended participant is woken and sees it closed.
+        let woke = tokio::time::timeout(Duration::from_secs(5), watch.changed()).await;
+        assert!(
+            matches!(woke, Ok(Err(_))),
+            "{kind}: watch not closed: {woke:?}"
+        );
+        assert_eq!(store.status(&a).await.unwrap().state, ChatState::Idle, "{kind}");
+        assert_eq!(store.resume_point(&a, Some(3)).await.unwrap(), 0, "{kind}");
+        assert_eq!(store.status(&b).await.unwrap().state, ChatState::Idle, "{kind}");
+    }
+    on_both_stores!("store_parity::ending", 16, 2, case);
+}
+
+#[tokio::test]
+async fn pushes_resume_from_the_clients_claim_or_the_last_push() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b) = (key("a"), key("b"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        for i in 0..4 {
+            store.send_message(&a, format!("m{i}")).await.unwrap();
+        }
+        // b: chatroom.found (1), m0..m3 (2..=5).
+        store.mark_pushed(&b, 4).await.unwrap();
+        assert_eq!(store.resume_point(&b, None).await.unwrap(), 4, "{kind}");
+        assert_eq!(store.resume_point(&b, Some(2)).await.unwrap(), 2, "{kind}");
+        assert_eq!(
+            store.resume_point(&b, Some(99)).await.unwrap(),
+            4,
+            "{kind}: a claim from an earlier life is ignored"
+        );
+        let after: Vec<u64> = store
+            .events_after(&b, 2, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(after, vec![3, 4, 5], "{kind}");
+        // Pushing never counts as reading.
+        assert_eq!(store.status(&b).await.unwrap().unread, 5, "{kind}");
+    }
+    on_both_stores!("store_parity::resume", 16, 2, case);
+}
+
+/// Presence is what a shared store adds: a participant no node vouches for is ended with
+/// `timeout` by whichever node reaps first; one that is heartbeated stays.
+#[tokio::test]
+async fn the_shared_store_reaps_participants_no_node_serves() {
+    let Some(redis) = RedisServer::start("store_parity::reaping").await else {
+        return;
+    };
+    let store = RedisStore::open(&redis.url(), "parity:", 16, 2).unwrap();
+    let other_node = RedisStore::open(&redis.url(), "parity:", 16, 2).unwrap();
+    assert!(store.is_shared());
+    let (a, b) = (key("a"), key("b"));
+    store.enter_queue(&a, "A".into(), None).await.unwrap();
+    other_node.enter_queue(&b, "B".into(), None).await.unwrap();
+    let grace = Duration::from_millis(300);
+    tokio::time::sleep(grace * 2).await;
+    store.heartbeat(std::slice::from_ref(&b)).await.unwrap();
+    let reaped = other_node.reap_absent(grace).await.unwrap();
+    assert_eq!(reaped, vec![a.clone()], "only the one nobody vouched for");
+    let told = store.read_unread(&b, 10).await.unwrap().events;
+    assert!(
+        matches!(
+            told.last().map(|e| &e.body),
+            Some(EventBody::PartnerDisconnected {
+                reason: DisconnectReason::Timeout,
+                ..
+            })
+        ),
+        "{told:?}"
+    );
+    assert!(store.reap_absent(grace).await.unwrap().is_empty());
+    assert_eq!(store.counts().await.unwrap().participants, 1);
+}
