@@ -76,11 +76,23 @@ pub async fn run_pusher(
                     return;
                 }
                 pushed = event.seq;
-                let _ = node.store.mark_pushed(&who, pushed).await;
             }
+            // Once per batch: a pusher that dies mid-batch only makes the next one push a few
+            // events again, which clients recognise by seq.
+            let _ = node.store.mark_pushed(&who, pushed).await;
         }
         if closed {
-            return;
+            // The participant ended. With a shared store that can happen while its session
+            // here lives on (another node reaped it after a long Redis outage): its next call
+            // starts it afresh, so keep following it, from its new first event.
+            if !(node.store.is_shared() && node.sessions.is_current(&session, &who)) {
+                return;
+            }
+            changes = node.store.watch(&who);
+            changes.borrow_and_update();
+            pushed = 0;
+            closed = false;
+            continue;
         }
         closed = tokio::select! {
             _ = stop.cancelled() => return,

@@ -212,7 +212,10 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_max_delay(Duration::from_secs(2));
+            .set_max_delay(Duration::from_secs(1))
+            // Few attempts per reconnection: the next call starts another one anyway, and
+            // calls must fail fast while Redis is away.
+            .set_number_of_retries(2);
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| RedisStoreError::Url(e.to_string()))?;
         let watchers = Arc::new(Watchers::default());
@@ -249,10 +252,15 @@ impl RedisStore {
             invocation.arg(*arg);
         }
         let mut connection = self.connection.clone();
-        invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)
+        // Bounded as a whole: while Redis is away a call may queue behind the manager's
+        // reconnection, which has timeouts of its own per attempt only.
+        match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut connection)).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no answer from Redis in time",
+            )))),
+        }
     }
 
     async fn status_now(&self, who: &ParticipantKey) -> Result<ChatStatus, ToolError> {
