@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Chatter, Pushed};
+use crate::common::{Chatter, PROMPT, Pushed};
 
 /// What a run without `redis-server` says, loudly.
 pub const NOT_RUN_BANNER: &str =
@@ -405,20 +405,31 @@ impl RelayNode {
         self.spawn(&bind).await;
     }
 
-    /// GET `/healthz`: status code and JSON body (`Value::Null` if it is not JSON).
+    /// GET `/healthz`: status code and JSON body (`Value::Null` if it is not JSON). Panics,
+    /// with the node's log, when there is no answer within [`PROMPT`].
     pub async fn health(&self) -> (u16, Value) {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let started = Instant::now();
+        self.try_health().await.unwrap_or_else(|error| {
+            panic!(
+                "GET /healthz of {}: no answer after {:?}: {error}; log:\n{}",
+                self.addr,
+                started.elapsed(),
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Like [`Self::health`], but returns the error.
+    pub async fn try_health(&self) -> Result<(u16, Value), String> {
+        let client = reqwest::Client::builder().timeout(PROMPT).build().unwrap();
         let response = client
             .get(format!("http://{}/healthz", self.addr))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET /healthz of {}: {e}", self.addr));
+            .map_err(|e| format!("{e:?}"))?;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
     }
 
     /// The last lines the node logged, for failure messages.
