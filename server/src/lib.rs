@@ -86,12 +86,11 @@ pub async fn serve(
             config.inbox_capacity,
             config.room_capacity,
         )),
-        StoreSettings::Redis { url, prefix } => Arc::new(RedisStore::open(
-            url,
-            prefix,
-            config.inbox_capacity,
-            config.room_capacity,
-        )?),
+        StoreSettings::Redis { url, prefix } => {
+            let store = RedisStore::open(url, prefix, config.inbox_capacity, config.room_capacity)?;
+            tracing::info!(%prefix, "chat state in Redis, shared with every node using it");
+            Arc::new(store)
+        }
     };
     let node = Arc::new(Node {
         sessions: Arc::new(SessionRegistry::new(

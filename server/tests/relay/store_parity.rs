@@ -73,7 +73,11 @@ async fn blocked_pairs_are_never_matched_again() {
         assert_eq!(s.state, ChatState::Waiting, "{kind}: a and b paired again");
         assert_eq!(s.position, Some(2), "{kind}");
         let s = store.enter_queue(&c, "C".into(), None).await.unwrap();
-        assert_eq!(s.partner_name.as_deref(), Some("A"), "{kind}: first in line");
+        assert_eq!(
+            s.partner_name.as_deref(),
+            Some("A"),
+            "{kind}: first in line"
+        );
         let err = store.enter_queue(&b, "B".into(), None).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::AlreadyWaiting, "{kind}");
     }
@@ -94,7 +98,11 @@ async fn topics_are_separate_queues() {
             "{kind}"
         );
         let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
-        assert_eq!(s.state, ChatState::Waiting, "{kind}: no topic is its own queue");
+        assert_eq!(
+            s.state,
+            ChatState::Waiting,
+            "{kind}: no topic is its own queue"
+        );
         let s = store
             .enter_queue(&c, "C".into(), Some("rust".into()))
             .await
@@ -152,12 +160,18 @@ async fn duplicate_names_in_a_room_are_told_apart() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::RoomFull, "{kind}");
-        assert!(err.error.message.contains("Room r is full"), "{kind}: {err:?}");
+        assert!(
+            err.error.message.contains("Room r is full"),
+            "{kind}: {err:?}"
+        );
         // A private room stays open while someone is in it.
         store.leave(&key("a"), false).await.unwrap();
         let s = store.status(&key("b")).await.unwrap();
         assert_eq!(s.members, vec!["Sam (3)"], "{kind}");
-        store.send_message(&key("b"), "still here".into()).await.unwrap();
+        store
+            .send_message(&key("b"), "still here".into())
+            .await
+            .unwrap();
     }
     on_both_stores!("store_parity::duplicate_names", 16, 3, case);
 }
@@ -180,7 +194,10 @@ async fn later_members_do_not_read_earlier_messages() {
         assert!(!seen.truncated, "{kind}");
         let all = store.transcript(&a, Some(0), 10).await.unwrap();
         assert_eq!(all.messages.len(), 2, "{kind}");
-        assert!(all.messages[0].from_you && !all.messages[1].from_you, "{kind}");
+        assert!(
+            all.messages[0].from_you && !all.messages[1].from_you,
+            "{kind}"
+        );
         let err = store.transcript(&key("z"), None, 10).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::NotInRoom, "{kind}");
     }
@@ -251,9 +268,17 @@ async fn ending_tells_the_partner_and_forgets_the_participant() {
             matches!(woke, Ok(Err(_))),
             "{kind}: watch not closed: {woke:?}"
         );
-        assert_eq!(store.status(&a).await.unwrap().state, ChatState::Idle, "{kind}");
+        assert_eq!(
+            store.status(&a).await.unwrap().state,
+            ChatState::Idle,
+            "{kind}"
+        );
         assert_eq!(store.resume_point(&a, Some(3)).await.unwrap(), 0, "{kind}");
-        assert_eq!(store.status(&b).await.unwrap().state, ChatState::Idle, "{kind}");
+        assert_eq!(
+            store.status(&b).await.unwrap().state,
+            ChatState::Idle,
+            "{kind}"
+        );
     }
     on_both_stores!("store_parity::ending", 16, 2, case);
 }
