@@ -422,6 +422,9 @@ elseif OP == 'mark_pushed' then
 
 elseif OP == 'resume_point' then
   if not exists(who) then return '0' end
+  -- A session takes the participant over: that vouches for it at once, before this node's
+  -- next heartbeat (a participant back just before its grace ran out must not be reaped).
+  redis.call('ZADD', P .. 'presence', s(NOW), who)
   local claimed = tonumber(ARGV[A + 1])
   -- A claim above the newest event comes from an earlier life of this participant (state
   -- lost with a memory-only relay): resume where the pushes went instead.

@@ -325,12 +325,15 @@ async fn the_shared_store_reaps_participants_no_node_serves() {
     let store = RedisStore::open(&redis.url(), "parity:", 16, 2).unwrap();
     let other_node = RedisStore::open(&redis.url(), "parity:", 16, 2).unwrap();
     assert!(store.is_shared());
-    let (a, b) = (key("a"), key("b"));
+    let (a, b, c) = (key("a"), key("b"), key("c"));
     store.enter_queue(&a, "A".into(), None).await.unwrap();
     other_node.enter_queue(&b, "B".into(), None).await.unwrap();
+    store.join_room(&c, "C".into(), "r".into()).await.unwrap();
     let grace = Duration::from_millis(300);
     tokio::time::sleep(grace * 2).await;
     store.heartbeat(std::slice::from_ref(&b)).await.unwrap();
+    // c comes back through a new session just in time: taking it over vouches for it.
+    other_node.resume_point(&c, None).await.unwrap();
     let reaped = other_node.reap_absent(grace).await.unwrap();
     assert_eq!(reaped, vec![a.clone()], "only the one nobody vouched for");
     let told = store.read_unread(&b, 10).await.unwrap().events;
@@ -345,5 +348,5 @@ async fn the_shared_store_reaps_participants_no_node_serves() {
         "{told:?}"
     );
     assert!(store.reap_absent(grace).await.unwrap().is_empty());
-    assert_eq!(store.counts().await.unwrap().participants, 1);
+    assert_eq!(store.counts().await.unwrap().participants, 2);
 }
