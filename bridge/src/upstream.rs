@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, ClientRequest};
 use rmcp::transport::common::client_side_sse::{BoxedSseResponse, ExponentialBackoff};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -418,10 +418,11 @@ fn build_transport(
     Ok(StreamableHttpClientTransport::with_client(client, config))
 }
 
-/// reqwest, adding `mcp-chat-last-seq` to each `initialize` POST with the value of the moment it
-/// is sent. Fixed transport headers would not do: rmcp re-initializes an expired session by
-/// itself (a restarted relay, or another node behind a load balancer), with the headers the
-/// transport was built with, so the relay would get a stale resume point or none at all.
+/// reqwest, adding `mcp-chat-last-seq` to the POSTs that open a session (`initialize` and
+/// `notifications/initialized`, where the relay binds the session to the participant) with the
+/// value of the moment each is sent. Fixed transport headers would not do: rmcp re-initializes an
+/// expired session by itself (a restarted relay, or another node behind a load balancer) with the
+/// headers the transport was built with, so the relay would get a stale resume point or none.
 #[derive(Clone)]
 struct RelayClient {
     http: reqwest::Client,
@@ -435,12 +436,18 @@ impl RelayClient {
         session_id: &Option<Arc<str>>,
         mut headers: HashMap<HeaderName, HeaderValue>,
     ) -> HashMap<HeaderName, HeaderValue> {
-        let opens_session = session_id.is_none()
-            && matches!(
-                message,
-                ClientJsonRpcMessage::Request(r)
-                    if matches!(r.request, ClientRequest::InitializeRequest(_))
-            );
+        let opens_session = match message {
+            ClientJsonRpcMessage::Request(r) => {
+                session_id.is_none() && matches!(r.request, ClientRequest::InitializeRequest(_))
+            }
+            ClientJsonRpcMessage::Notification(n) => {
+                matches!(
+                    n.notification,
+                    ClientNotification::InitializedNotification(_)
+                )
+            }
+            _ => false,
+        };
         let seq = self.last_seq.load(Ordering::Relaxed);
         // Before the first event there is nothing to resume from: the relay's own view stands.
         if opens_session && seq > 0 {

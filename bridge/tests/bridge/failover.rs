@@ -3,14 +3,18 @@
 //! repeating a message.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
 use crate::common::{Bridge, temp_dir};
 
@@ -149,6 +153,7 @@ fn relay_binary() -> PathBuf {
 /// A relay node: a real `mcp-chat-relay` process on the shared Redis.
 struct Node {
     child: Child,
+    addr: SocketAddr,
     url: String,
     log: Arc<Mutex<String>>,
 }
@@ -205,6 +210,7 @@ impl Node {
         };
         Self {
             child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
             url: format!("http://127.0.0.1:{port}/mcp"),
             log,
         }
@@ -217,6 +223,78 @@ impl Node {
 
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+}
+
+/// The network between a bridge and a node: it can swallow everything the node sends (so
+/// pushes the node counts as delivered are lost in flight, as when a machine dies with data in
+/// its buffers) and then cut every connection.
+struct Link {
+    url: String,
+    swallow: Arc<AtomicBool>,
+    cut: CancellationToken,
+}
+
+impl Link {
+    async fn start(node: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let swallow = Arc::new(AtomicBool::new(false));
+        let cut = CancellationToken::new();
+        let (swallowing, cutting) = (swallow.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                // Once cut, the listener is dropped: new connections are refused.
+                let accepted = tokio::select! {
+                    _ = cutting.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((client, _)) = accepted else { continue };
+                tokio::spawn(relay_bytes(
+                    client,
+                    node,
+                    swallowing.clone(),
+                    cutting.clone(),
+                ));
+            }
+        });
+        Self { url, swallow, cut }
+    }
+}
+
+async fn relay_bytes(
+    client: TcpStream,
+    node: SocketAddr,
+    swallow: Arc<AtomicBool>,
+    cut: CancellationToken,
+) {
+    let Ok(upstream) = TcpStream::connect(node).await else {
+        return;
+    };
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_node, mut to_node) = upstream.into_split();
+    let outbound = async {
+        let _ = tokio::io::copy(&mut from_client, &mut to_node).await;
+    };
+    let inbound = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from_node.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if swallow.load(Ordering::SeqCst) => {}
+                Ok(n) => {
+                    if to_client.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    // Either direction ending ends both, and so does the cut: the sockets close here.
+    tokio::select! {
+        _ = cut.cancelled() => {}
+        _ = outbound => {}
+        _ = inbound => {}
     }
 }
 
@@ -257,9 +335,11 @@ fn disconnects(seen: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// A on node 1 (with node 2 as its fallback), B on node 2, in one private room. Node 1 is
-/// killed mid-chat while B keeps writing: A's bridge fails over to node 2 and its host gets every
-/// message exactly once and in order, B never hears that A left, and A can still answer.
+/// A on node 1 (with node 2 as its fallback), B on node 2, in one private room. Node 1 dies
+/// mid-chat: first its pushes of m6..m8 are lost on the way (it counts them as delivered), then
+/// it is SIGKILLed while B keeps writing m9..m15. A's bridge fails over to node 2, which resumes
+/// from A's `mcp-chat-last-seq`: A's host gets m1..m15 exactly once and in order, B never hears
+/// that A left, and A can still answer.
 #[tokio::test]
 async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message() {
     let Some(redis) = Redis::start().await else {
@@ -267,7 +347,8 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
     };
     let mut node1 = Node::start(&redis).await;
     let node2 = Node::start(&redis).await;
-    let urls = format!("{},{}", node1.url, node2.url);
+    let link1 = Link::start(node1.addr).await;
+    let urls = format!("{},{}", link1.url, node2.url);
     let mut a = Bridge::spawn(
         &urls,
         temp_dir("failover-a"),
@@ -306,7 +387,8 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
     );
     a.notification("chatroom.found").await;
     assert!(
-        a.stderr().contains(&format!("relay={}", node1.url)),
+        a.stderr()
+            .contains(&format!("connected to the relay relay={}", link1.url)),
         "A starts on node 1{}",
         diag(&a, &b, &node1, &node2)
     );
@@ -327,9 +409,24 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
         diag(&a, &b, &node1, &node2)
     );
 
+    // Node 1 pushes m6..m8 into a network that no longer delivers.
+    link1.swallow.store(true, Ordering::SeqCst);
+    for text in &texts[5..8] {
+        b.ok("send_message", json!({ "text": text })).await;
+    }
+    seen_a.extend(a.drain(Duration::from_secs(1)).await);
+    assert_eq!(
+        received(&seen_a).len(),
+        5,
+        "nothing gets through the swallowing link: {:?}{}",
+        received(&seen_a),
+        diag(&a, &b, &node1, &node2)
+    );
+
     node1.kill().await;
+    link1.cut.cancel();
     let killed = tokio::time::Instant::now();
-    for text in &texts[5..] {
+    for text in &texts[8..] {
         b.ok("send_message", json!({ "text": text })).await;
     }
     read_until(&mut a, &mut seen_a, Duration::from_secs(30), |seen| {
@@ -345,7 +442,8 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
         diag(&a, &b, &node1, &node2)
     );
     assert!(
-        a.stderr().contains(&format!("relay={}", node2.url)),
+        a.stderr()
+            .contains(&format!("connected to the relay relay={}", node2.url)),
         "A moved to node 2{}",
         diag(&a, &b, &node1, &node2)
     );

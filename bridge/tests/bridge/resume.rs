@@ -77,8 +77,11 @@ impl ServerHandler for Pusher {
 /// What a node's HTTP layer saw and how it behaves.
 #[derive(Default)]
 struct NodeState {
-    /// `mcp-chat-last-seq` of each session-opening POST (one without `Mcp-Session-Id`), in order.
-    opened: Vec<Option<String>>,
+    /// Each session-opening POST (`initialize`, then `notifications/initialized`, where the
+    /// relay binds the session) with its `mcp-chat-last-seq`, in order.
+    opened: Vec<(String, Option<String>)>,
+    /// Other requests that carried `mcp-chat-last-seq`.
+    others_with_header: usize,
     /// Every session id seen so far.
     sessions: HashSet<String>,
     /// Sessions this node answers 404 for, as a restarted relay (or another node behind a
@@ -122,16 +125,16 @@ impl Node {
         }
     }
 
-    fn opened(&self) -> Vec<Option<String>> {
+    fn opened(&self) -> Vec<(String, Option<String>)> {
         self.state.lock().unwrap().opened.clone()
     }
 
-    /// Waits until this node has seen `n` sessions opened; returns their headers.
-    async fn wait_opened(&self, n: usize, bridge: &Bridge) -> Vec<Option<String>> {
+    /// Waits until this node has seen `n` sessions opened; returns what it saw.
+    async fn wait_opened(&self, n: usize, bridge: &Bridge) -> Vec<(String, Option<String>)> {
         let deadline = tokio::time::Instant::now() + PROMPT;
         loop {
             let opened = self.opened();
-            if opened.len() >= n {
+            if opened.len() >= 2 * n {
                 return opened;
             }
             assert!(
@@ -151,33 +154,48 @@ async fn record(state: Arc<Mutex<NodeState>>, request: Request, next: Next) -> R
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let seq = request
+        .headers()
+        .get(LAST_SEQ_HEADER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let method = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|m| m["method"].as_str().map(str::to_owned));
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
     {
         let mut state = state.lock().unwrap();
         if state.dead {
             return http::StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-        match &session {
-            Some(id) if state.forgotten.contains(id) => {
+        if let Some(id) = &session {
+            if state.forgotten.contains(id) {
                 return http::StatusCode::NOT_FOUND.into_response();
             }
-            Some(id) => {
-                state.sessions.insert(id.clone());
+            state.sessions.insert(id.clone());
+        }
+        match method {
+            Some(m) if m == "initialize" || m == "notifications/initialized" => {
+                state.opened.push((m, seq));
             }
-            None if request.method() == http::Method::POST => {
-                let seq = request
-                    .headers()
-                    .get(LAST_SEQ_HEADER)
-                    .map(|v| v.to_str().unwrap().to_owned());
-                state.opened.push(seq);
-            }
-            None => {}
+            _ if seq.is_some() => state.others_with_header += 1,
+            _ => {}
         }
     }
     next.run(request).await
 }
 
+/// The session-opening POSTs of one session, each with `seq` as its header.
+fn opening(seq: Option<u64>) -> Vec<(String, Option<String>)> {
+    ["initialize", "notifications/initialized"]
+        .map(|m| (m.to_owned(), seq.map(|s| s.to_string())))
+        .to_vec()
+}
+
 /// Nothing before the first event; then the newest seq on a failover to another node and on
-/// rmcp's own re-initialization of an expired session; a replay of older events does not lower it.
+/// rmcp's own re-initialization of an expired session; a replay of older events does not lower
+/// it. Only the POSTs that open a session carry it.
 #[tokio::test]
 async fn new_relay_sessions_carry_the_newest_received_seq() {
     let first = Node::start().await;
@@ -192,12 +210,12 @@ async fn new_relay_sessions_carry_the_newest_received_seq() {
         a.notification_where("message.received", |p| p["text"] == text)
             .await;
     }
-    assert_eq!(first.opened(), [None], "no event yet: no header");
+    assert_eq!(first.opened(), opening(None), "no event yet: no header");
 
     // Node 1 dies: the bridge moves to node 2 and says where it is.
     first.state.lock().unwrap().dead = true;
     let opened = second.wait_opened(1, &a).await;
-    assert_eq!(opened, [Some("3".to_owned())], "{}", a.stderr());
+    assert_eq!(opened, opening(Some(3)), "{}", a.stderr());
 
     // Node 2 pushes from an older point (3 again), then new events.
     let result = a.call("emit", json!({ "seqs": [3, 4, 5] })).await;
@@ -217,10 +235,16 @@ async fn new_relay_sessions_carry_the_newest_received_seq() {
     let opened = second.wait_opened(2, &a).await;
     assert_eq!(
         opened,
-        [Some("3".to_owned()), Some("5".to_owned())],
+        [opening(Some(3)), opening(Some(5))].concat(),
         "{}",
         a.stderr()
     );
+    a.call("emit", json!({ "seqs": [6] })).await;
+    a.notification_where("message.received", |p| p["text"] == "m6")
+        .await;
+    for node in [&first, &second] {
+        assert_eq!(node.state.lock().unwrap().others_with_header, 0);
+    }
 
     // m3 reached the host once: the replay was recognised.
     let all = a.drain(Duration::from_millis(300)).await;
