@@ -33,6 +33,14 @@ impl Relay {
 
     /// Starts a relay on `addr` (e.g. the port of a relay that was stopped).
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_with(addr, |_| {}).await
+    }
+
+    /// Starts a relay on `addr` with the test settings changed by `tweak`.
+    pub async fn start_with(
+        addr: SocketAddr,
+        tweak: impl FnOnce(&mut mcp_chat_relay::RelayConfig),
+    ) -> Self {
         let mut attempts = 0;
         let listener = loop {
             match tokio::net::TcpListener::bind(addr).await {
@@ -46,13 +54,14 @@ impl Relay {
             }
         };
         let addr = listener.local_addr().unwrap();
-        let config = mcp_chat_relay::RelayConfig {
+        let mut config = mcp_chat_relay::RelayConfig {
             grace_period: Duration::from_secs(3),
             sweep_interval: Duration::from_millis(100),
             rate_per_sec: 1000.0,
             rate_burst: 1000,
             ..Default::default()
         };
+        tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             mcp_chat_relay::serve(listener, config, async move {
@@ -115,6 +124,17 @@ pub struct Bridge {
 impl Bridge {
     /// Spawns a bridge for `relay_url` with its own config dir and fast timers.
     pub fn spawn(relay_url: &str, dir: PathBuf, extra_env: &[(&str, &str)]) -> Self {
+        Self::spawn_gated(relay_url, dir, extra_env, None)
+    }
+
+    /// Like [`Bridge::spawn`], but the host reads the bridge's stdout only while `reading` is
+    /// true (a host that stops reading): nothing is read until it first is.
+    pub fn spawn_gated(
+        relay_url: &str,
+        dir: PathBuf,
+        extra_env: &[(&str, &str)],
+        reading: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-chat-bridge"));
         command
             .env_clear()
@@ -140,8 +160,17 @@ impl Bridge {
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::unbounded_channel();
         tokio::spawn(async move {
+            let mut reading = reading;
             let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
+            loop {
+                if let Some(gate) = &mut reading
+                    && gate.wait_for(|open| *open).await.is_err()
+                {
+                    return;
+                }
+                let Ok(Some(line)) = reader.next_line().await else {
+                    return;
+                };
                 let value = serde_json::from_str::<Value>(&line).unwrap_or_else(|e| {
                     panic!("bridge wrote a non-JSON line to stdout: {line:?} ({e})")
                 });

@@ -4,6 +4,8 @@ mod common;
 
 mod chat;
 mod failover;
+mod fault_proxy;
+mod faults;
 #[cfg(unix)]
 mod install;
 #[cfg(unix)]
