@@ -26,7 +26,8 @@ pub enum Mode {
     /// peers' TCP windows fill up as on a dead link).
     Stall,
     /// Let each connection carry at most this many more response bytes (relay → client) from
-    /// the moment the mode was set, then reset it: the response ends mid-frame.
+    /// the moment the mode was set; the first one to go past is reset there (its response ends
+    /// mid-frame) and the proxy goes back to [`Mode::Pass`]: one cut, as a network blip.
     TruncateAfter(usize),
 }
 
@@ -51,7 +52,7 @@ pub struct FaultProxy {
     pub addr: SocketAddr,
     /// `http://<proxy>/mcp`.
     pub url: String,
-    setting: watch::Sender<Setting>,
+    setting: Arc<watch::Sender<Setting>>,
     /// Cancelled (and replaced) by [`FaultProxy::reset_all`].
     reset: Arc<Mutex<CancellationToken>>,
     refusing: watch::Sender<bool>,
@@ -65,10 +66,11 @@ impl FaultProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (setting, setting_rx) = watch::channel(Setting {
+        let (setting, _) = watch::channel(Setting {
             mode: Mode::Pass,
             generation: 0,
         });
+        let setting = Arc::new(setting);
         let (refusing, refusing_rx) = watch::channel(false);
         let reset = Arc::new(Mutex::new(CancellationToken::new()));
         let stats = Arc::new(Stats::default());
@@ -78,7 +80,7 @@ impl FaultProxy {
             listener,
             addr,
             upstream.clone(),
-            setting_rx,
+            setting.clone(),
             refusing_rx,
             reset.clone(),
             stats.clone(),
@@ -154,7 +156,7 @@ async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
     upstream: Arc<Mutex<SocketAddr>>,
-    setting: watch::Receiver<Setting>,
+    setting: Arc<watch::Sender<Setting>>,
     mut refusing: watch::Receiver<bool>,
     reset: Arc<Mutex<CancellationToken>>,
     stats: Arc<Stats>,
@@ -214,7 +216,7 @@ fn rst(read: OwnedReadHalf, write: OwnedWriteHalf) {
 async fn carry(
     client: TcpStream,
     upstream: SocketAddr,
-    setting: watch::Receiver<Setting>,
+    setting: Arc<watch::Sender<Setting>>,
     reset: CancellationToken,
     stats: Arc<Stats>,
 ) {
@@ -226,11 +228,11 @@ async fn carry(
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_relay, mut to_relay) = relay.into_split();
     let outcome = {
-        let requests = pump(&mut from_client, &mut to_relay, setting.clone(), None);
+        let requests = pump(&mut from_client, &mut to_relay, setting.subscribe(), None);
         let responses = pump(
             &mut from_relay,
             &mut to_client,
-            setting.clone(),
+            setting.subscribe(),
             Some(&stats.response_bytes),
         );
         tokio::select! {
@@ -245,6 +247,16 @@ async fn carry(
                 stats.resets.fetch_add(1, Ordering::SeqCst);
             } else {
                 stats.truncated.fetch_add(1, Ordering::SeqCst);
+                // One cut: other connections pass again.
+                setting.send_if_modified(|s| {
+                    if matches!(s.mode, Mode::TruncateAfter(_)) {
+                        s.mode = Mode::Pass;
+                        s.generation += 1;
+                        true
+                    } else {
+                        false
+                    }
+                });
             }
             rst(from_client, to_client);
             rst(from_relay, to_relay);

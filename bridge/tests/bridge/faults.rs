@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::common::{Bridge, Relay, temp_dir};
-use crate::fault_proxy::FaultProxy;
+use crate::fault_proxy::{FaultProxy, Mode};
 
 /// A small deterministic RNG (xorshift64*), seeded from `MCP_CHAT_FAULT_SEED` or the clock.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn from_env() -> (Self, u64) {
+    pub(crate) fn from_env() -> (Self, u64) {
         let seed = std::env::var("MCP_CHAT_FAULT_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -44,12 +44,12 @@ impl Rng {
 }
 
 /// Prints a timing line for the reliability figures.
-fn figure(test: &str, what: &str, took: Duration) {
+pub(crate) fn figure(test: &str, what: &str, took: Duration) {
     eprintln!("FIGURE {test}: {what}: {} ms", took.as_millis());
 }
 
 /// Reads from `bridge` into `seen` until `done(seen)` or `limit` has passed.
-async fn read_until(
+pub(crate) async fn read_until(
     bridge: &mut Bridge,
     seen: &mut Vec<Value>,
     limit: Duration,
@@ -68,7 +68,7 @@ async fn read_until(
 }
 
 /// Texts of the host-side `message.received` notifications, in the order they arrived.
-fn received(seen: &[Value]) -> Vec<String> {
+pub(crate) fn received(seen: &[Value]) -> Vec<String> {
     seen.iter()
         .filter(|m| m["method"] == "message.received" && m.get("id").is_none())
         .filter_map(|m| m["params"]["text"].as_str().map(str::to_owned))
@@ -76,7 +76,7 @@ fn received(seen: &[Value]) -> Vec<String> {
 }
 
 /// Texts of the `message.received` events mirrored as log lines (hosts that show only logs).
-fn logged(seen: &[Value]) -> Vec<String> {
+pub(crate) fn logged(seen: &[Value]) -> Vec<String> {
     seen.iter()
         .filter(|m| {
             m["method"] == "notifications/message"
@@ -90,7 +90,6 @@ fn logged(seen: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[allow(dead_code)] // used by the stall case
 /// The bridge's own log lines to the host (logger `mcp-chat-bridge`) containing `needle`.
 fn bridge_logs<'a>(seen: &'a [Value], needle: &str) -> Vec<&'a Value> {
     seen.iter()
@@ -116,7 +115,7 @@ fn disconnects(seen: &[Value]) -> Vec<&Value> {
 }
 
 /// A (on `url_a`, usually the proxy) and B (on `url_b`), initialized and paired.
-async fn pair(
+pub(crate) async fn pair(
     url_a: &str,
     url_b: &str,
     name: &str,
@@ -136,20 +135,103 @@ async fn pair(
     (a, b)
 }
 
-fn texts(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn texts(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// B writes 40 messages while A's connections (its SSE stream, its POSTs, all of them) are
-/// reset 3–5 times at random moments. A's host gets every `message.received` exactly once and
-/// in order, both as the custom notification and as its log mirror, through pushes alone.
+/// reset 3–5 times at random moments (seed printed). What the design promises, and this
+/// checks: pushes are never repeated and never out of order (the bridge drops replays), and
+/// `wait_for_message` returns every message exactly once, in order, including any push the
+/// cuts swallowed. (A push can be missed: see `faults_open.rs` and docs/reliability.md.)
 #[tokio::test]
 async fn sse_stream_cut_at_random_points_loses_and_repeats_nothing() {
     let (mut rng, seed) = Rng::from_env();
     eprintln!("fault seed {seed} (MCP_CHAT_FAULT_SEED={seed} replays it)");
+    let (relay, proxy, mut a, mut b, sent, cut_after, mut seen) =
+        chat_through_resets(&mut rng, seed, "cut").await;
+    let diag = |a: &Bridge| {
+        format!(
+            "\nseed {seed}, resets after {cut_after:?}, proxy resets {}, accepted {}\n--- A ---\n{}",
+            proxy.resets(),
+            proxy.accepted(),
+            a.stderr()
+        )
+    };
+    // Pushes: a subsequence of what was sent, in order, nothing twice.
+    let pushed = received(&seen);
+    let mut rest = sent.iter();
+    for text in &pushed {
+        assert!(
+            rest.any(|s| s == text),
+            "pushes in order, none twice: {pushed:?}{}",
+            diag(&a)
+        );
+    }
+    let mut rest = sent.iter();
+    for text in &logged(&seen) {
+        assert!(
+            rest.any(|s| s == text),
+            "log mirror in order, none twice: {:?}{}",
+            logged(&seen),
+            diag(&a)
+        );
+    }
+    let missed: Vec<&String> = sent.iter().filter(|s| !pushed.contains(s)).collect();
+    eprintln!(
+        "FIGURE sse_stream_cut: seed {seed}: {} of {} pushes arrived (missed {missed:?})",
+        pushed.len(),
+        sent.len()
+    );
+
+    // The inbox has every message once, in order, pushed or not.
+    let out = a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
+    let unread: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(
+        unread,
+        sent,
+        "wait_for_message returns all, once{}",
+        diag(&a)
+    );
+    seen.extend(a.drain(Duration::from_millis(300)).await);
+    assert!(received(&seen).len() <= sent.len(), "nothing pushed twice");
+    assert!(
+        proxy.resets() >= cut_after.len(),
+        "the cuts hit open connections"
+    );
+
+    // And the chat goes on both ways.
+    a.ok("send_message", json!({ "text": "still here" })).await;
+    b.notification_where("message.received", |p| p["text"] == "still here")
+        .await;
+    drop(relay);
+}
+
+/// The chat of the SSE-cut cases: A (behind a proxy) and B (direct), B writes 40 messages,
+/// the proxy resets all of A's connections after 3–5 of them (chosen by `rng`). Returns what
+/// A's host saw, once the pushes stopped coming (or all 40 arrived).
+#[allow(clippy::type_complexity)]
+pub(crate) async fn chat_through_resets(
+    rng: &mut Rng,
+    seed: u64,
+    name: &str,
+) -> (
+    Relay,
+    FaultProxy,
+    Bridge,
+    Bridge,
+    Vec<String>,
+    Vec<usize>,
+    Vec<Value>,
+) {
     let relay = Relay::start().await;
     let proxy = FaultProxy::start(relay.addr).await;
-    let (mut a, mut b) = pair(&proxy.url, &relay.url, "cut", &[], &[]).await;
+    let (mut a, mut b) = pair(&proxy.url, &relay.url, name, &[], &[]).await;
 
     let sent = texts("m", 40);
     let cuts = 3 + rng.below(3) as usize;
@@ -177,51 +259,357 @@ async fn sse_stream_cut_at_random_points_loses_and_repeats_nothing() {
         seen.extend(a.drain(Duration::ZERO).await);
     }
     let last_send = Instant::now();
-    let all = read_until(&mut a, &mut seen, Duration::from_secs(10), |seen| {
+    let all = read_until(&mut a, &mut seen, Duration::from_secs(6), |seen| {
         received(seen).len() >= sent.len()
     })
     .await;
-    let recovered = last_cut.elapsed();
-    let after_send = last_send.elapsed();
+    if all {
+        figure(
+            "sse_stream_cut",
+            "last reset to every message pushed",
+            last_cut.elapsed(),
+        );
+        figure(
+            "sse_stream_cut",
+            "last send to every message pushed",
+            last_send.elapsed(),
+        );
+    }
     // Anything pushed twice would arrive right behind the rest.
     seen.extend(a.drain(Duration::from_secs(1)).await);
-    let diag = || {
-        format!(
-            "\nseed {seed}, resets after {cut_after:?}, proxy resets {}, accepted {}\n--- A ---\n{}",
-            proxy.resets(),
-            proxy.accepted(),
-            a.stderr()
-        )
-    };
-    assert!(all, "A got {:?}{}", received(&seen), diag());
-    assert_eq!(received(&seen), sent, "once each, in order{}", diag());
-    assert_eq!(logged(&seen), sent, "log mirror once each{}", diag());
+    (relay, proxy, a, b, sent, cut_after, seen)
+}
+
+/// A's link stalls (nothing moves either way, connections stay open) for longer than the
+/// bridge's ping timeout, with pings every second: A's host is told the connection was lost,
+/// then restored once bytes flow again; what B wrote during the stall arrives after it, once
+/// each, and nothing is reported lost.
+#[tokio::test]
+async fn long_stall_is_reported_lost_then_restored_and_delivers_after() {
+    let relay = Relay::start().await;
+    let proxy = FaultProxy::start(relay.addr).await;
+    let env = [("MCP_CHAT_PING_SECS", "1")];
+    let (mut a, mut b) = pair(&proxy.url, &relay.url, "stall", &env, &[]).await;
+    let sent = texts("s", 6);
+    let mut seen = Vec::new();
+    b.ok("send_message", json!({ "text": sent[0] })).await;
     assert!(
-        proxy.resets() >= cuts,
-        "the cuts hit open connections{}",
-        diag()
-    );
-    figure(
-        "sse_stream_cut",
-        "last reset to every message delivered",
-        recovered,
-    );
-    figure(
-        "sse_stream_cut",
-        "last send to every message delivered",
-        after_send,
+        read_until(&mut a, &mut seen, Duration::from_secs(5), |s| received(s)
+            .len()
+            == 1)
+        .await,
+        "{}",
+        a.stderr()
     );
 
-    // Nothing is left unread behind the pushes, and the chat goes on both ways.
-    let out = a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
-    let unread: Vec<&str> = out["events"]
-        .as_array()
+    proxy.stall();
+    let stalled = Instant::now();
+    for text in &sent[1..] {
+        b.ok("send_message", json!({ "text": text })).await;
+    }
+    // The bridge's ping timeout is 10 s, whatever the ping interval.
+    let lost = read_until(&mut a, &mut seen, Duration::from_secs(15), |s| {
+        !bridge_logs(s, "lost the connection").is_empty()
+    })
+    .await;
+    let noticed = stalled.elapsed();
+    assert!(lost, "A's host is told: {seen:?}\n{}", a.stderr());
+    let warning = bridge_logs(&seen, "lost the connection")[0].clone();
+    assert_eq!(warning["params"]["level"], "warning");
+    let text = warning["params"]["data"]["text"]
+        .as_str()
         .unwrap()
-        .iter()
-        .filter_map(|e| e["text"].as_str())
-        .collect();
-    assert_eq!(unread.len(), sent.len(), "the inbox holds them all once");
-    a.ok("send_message", json!({ "text": "still here" })).await;
-    b.notification_where("message.received", |p| p["text"] == "still here")
+        .to_owned();
+    assert!(text.contains(&proxy.url), "names the relay: {text}");
+    assert!(text.contains("did not answer a ping"), "says why: {text}");
+    assert_eq!(received(&seen).len(), 1, "nothing passes a stalled link");
+
+    proxy.pass();
+    let released = Instant::now();
+    let back = read_until(&mut a, &mut seen, Duration::from_secs(10), |s| {
+        !bridge_logs(s, "restored").is_empty() && received(s).len() >= sent.len()
+    })
+    .await;
+    let recovered = released.elapsed();
+    seen.extend(a.drain(Duration::from_secs(1)).await);
+    assert!(
+        back,
+        "restored and delivered: {:?}\n{}",
+        received(&seen),
+        a.stderr()
+    );
+    assert_eq!(received(&seen), sent, "once each, in order");
+    assert_eq!(
+        bridge_logs(&seen, "lost the connection").len(),
+        1,
+        "one loss reported"
+    );
+    assert_eq!(
+        bridge_logs(&seen, "restored").len(),
+        1,
+        "one restore reported"
+    );
+    let restored = bridge_logs(&seen, "restored")[0];
+    assert_eq!(restored["params"]["level"], "info");
+    figure("long_stall", "stall start to 'lost' reported", noticed);
+    figure(
+        "long_stall",
+        "release to 'restored' and all delivered",
+        recovered,
+    );
+
+    // The partner never noticed, and the chat goes on.
+    let status = b.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "in_room", "{status}");
+    a.ok("send_message", json!({ "text": "after the stall" }))
         .await;
+    b.notification_where("message.received", |p| p["text"] == "after the stall")
+        .await;
+}
+
+/// A stall shorter than the ping timeout (3 s): the host sees no loss at all, the calls and
+/// messages caught in it complete after it, once each.
+#[tokio::test]
+async fn short_stall_is_invisible_and_delivers_after() {
+    let relay = Relay::start().await;
+    let proxy = FaultProxy::start(relay.addr).await;
+    let env = [("MCP_CHAT_PING_SECS", "1")];
+    let (mut a, mut b) = pair(&proxy.url, &relay.url, "shortstall", &env, &[]).await;
+    let sent = texts("q", 5);
+    proxy.stall();
+    let stalled = Instant::now();
+    for text in &sent {
+        b.ok("send_message", json!({ "text": text })).await;
+    }
+    // A call made into the stall is answered after it.
+    a.send(json!({
+        "jsonrpc": "2.0", "id": 900, "method": "tools/call",
+        "params": { "name": "chat_status", "arguments": {} }
+    }))
+    .await;
+    let mut seen = a.drain(Duration::from_secs(3)).await;
+    assert!(received(&seen).is_empty(), "nothing passes a stalled link");
+    proxy.pass();
+    let released = Instant::now();
+    let done = read_until(&mut a, &mut seen, Duration::from_secs(5), |s| {
+        received(s).len() >= sent.len() && s.iter().any(|m| m["id"] == 900)
+    })
+    .await;
+    let recovered = released.elapsed();
+    seen.extend(a.drain(Duration::from_secs(1)).await);
+    assert!(done, "{seen:?}\n{}", a.stderr());
+    assert_eq!(received(&seen), sent, "once each, in order");
+    let answer = seen.iter().find(|m| m["id"] == 900).unwrap();
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(answer["result"]["structuredContent"]["state"], "in_room");
+    assert!(
+        bridge_logs(&seen, "lost the connection").is_empty(),
+        "a short stall is not reported: {seen:?}"
+    );
+    assert!(stalled.elapsed() < Duration::from_secs(10));
+    figure("short_stall", "release to all delivered", recovered);
+}
+
+/// The text of a tool result (its first content block).
+pub(crate) fn result_text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A's response to `send_message` is cut after N bytes (in the status line, in the headers):
+/// the call gets a tool error at once that names the relay and says the message may or may not
+/// have arrived; the relay got each message once (B sees it once), and A's next call works. A
+/// push cut mid-frame on the SSE stream is delivered after the stream is re-attached, once.
+/// (A cut inside the SSE body of a POST response is another matter: see the report.)
+#[tokio::test]
+async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
+    let relay = Relay::start().await;
+    let proxy = FaultProxy::start(relay.addr).await;
+    // No pings: they would take the cut meant for the tool call.
+    let env = [("MCP_CHAT_PING_SECS", "60")];
+    let (mut a, mut b) = pair(&proxy.url, &relay.url, "truncate", &env, &[]).await;
+    let mut outcomes = Vec::new();
+    for (i, cut) in [12usize, 90, 150].into_iter().enumerate() {
+        let text = format!("cut-{cut}");
+        proxy.set(Mode::TruncateAfter(cut));
+        let started = Instant::now();
+        let result = a.call("send_message", json!({ "text": text })).await;
+        let took = started.elapsed();
+        proxy.pass();
+        let failed = result["isError"] == true;
+        if failed {
+            let why = result_text(&result);
+            assert!(why.contains(&proxy.url), "names the relay: {why}");
+            assert!(why.contains("may or may not have arrived"), "{why}");
+        } else {
+            assert_eq!(result["structuredContent"]["delivered_to"], 1, "{result}");
+        }
+        assert!(
+            took < Duration::from_secs(10),
+            "answered within bounds: {took:?}"
+        );
+        outcomes.push(format!(
+            "cut after {cut} B: {} in {} ms",
+            if failed { "tool error" } else { "result" },
+            took.as_millis()
+        ));
+        // The relay took the message once, whatever A's host was told.
+        let got = b
+            .notification_where("message.received", |p| p["text"] == text)
+            .await;
+        assert_eq!(got["message_seq"], i as u64 + 1, "{got}");
+        // And A works again at once.
+        let status = a.ok("chat_status", json!({})).await;
+        assert_eq!(status["state"], "in_room", "{status}\n{}", a.stderr());
+    }
+    let extra = b.drain(Duration::from_millis(500)).await;
+    assert!(
+        received(&extra).is_empty(),
+        "nothing arrived twice: {:?}",
+        received(&extra)
+    );
+    assert!(proxy.truncated() >= 1, "the cuts hit the calls");
+    eprintln!("FIGURE truncation: {}", outcomes.join("; "));
+
+    // Pushes to A survive a cut of the stream too.
+    proxy.set(Mode::TruncateAfter(100));
+    b.ok("send_message", json!({ "text": "through a cut" }))
+        .await;
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let got = read_until(&mut a, &mut seen, Duration::from_secs(8), |s| {
+        !received(s).is_empty()
+    })
+    .await;
+    proxy.pass();
+    let recovered = started.elapsed();
+    seen.extend(a.drain(Duration::from_secs(1)).await);
+    assert!(got, "{}", a.stderr());
+    assert_eq!(received(&seen), ["through a cut"]);
+    figure("truncation", "push cut mid-frame to delivered", recovered);
+}
+
+/// What a broken relay does to every request.
+#[derive(Clone, Copy, Debug)]
+enum Fake {
+    /// 200 `text/event-stream` whose events are not JSON-RPC.
+    SseGarbage,
+    /// 200 `application/json` that is not JSON.
+    JsonGarbage,
+    /// 502 with an HTML page, as a reverse proxy whose backend is gone.
+    BadGateway,
+    /// Accepts the request and never answers.
+    Hang,
+}
+
+/// A fake relay on a free loopback port.
+async fn fake_relay(kind: Fake) -> std::net::SocketAddr {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let handler = move || async move {
+        match kind {
+            Fake::SseGarbage => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                "id: 1\nevent: message\ndata: {\"jsonrpc\": 2.0, garbage\n\ndata: \u{0}\u{1}\n\n",
+            )
+                .into_response(),
+            Fake::JsonGarbage => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "<html>definitely not json",
+            )
+                .into_response(),
+            Fake::BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body>502 Bad Gateway</body></html>",
+            )
+                .into_response(),
+            Fake::Hang => std::future::pending().await,
+        }
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::any(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// Points a fresh bridge at a fake relay of `kind` (through a proxy), checks the host's call
+/// fails clearly within the connect bound and the bridge stays up, then puts the real relay
+/// behind the same URL and checks the bridge recovers by itself. Returns the figures.
+async fn broken_relay_then_real_one(kind: Fake, relay: &Relay) -> String {
+    let fake = fake_relay(kind).await;
+    let proxy = FaultProxy::start(fake).await;
+    let mut a = Bridge::spawn(&proxy.url, temp_dir("fake"), &[]);
+    a.initialize().await;
+    let started = Instant::now();
+    let result = a.call("chat_status", json!({})).await;
+    let took = started.elapsed();
+    assert_eq!(result["isError"], true, "{kind:?}: {result}");
+    let why = result_text(&result);
+    assert!(why.contains(&proxy.url), "{kind:?} names the relay: {why}");
+    assert!(
+        took < Duration::from_secs(6),
+        "{kind:?}: within the connect bound (2 s here): {took:?}"
+    );
+    let pong = a.request("ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}), "{kind:?}: the bridge is up");
+
+    // The real relay comes back behind the same URL.
+    proxy.set_upstream(relay.addr);
+    proxy.reset_all();
+    let switched = Instant::now();
+    let mut status = a.call("chat_status", json!({})).await;
+    while status["isError"] == true && switched.elapsed() < Duration::from_secs(8) {
+        status = a.call("chat_status", json!({})).await;
+    }
+    let recovered = switched.elapsed();
+    assert_eq!(
+        status["structuredContent"]["state"],
+        "idle",
+        "{kind:?}: recovers: {status}\n{}",
+        a.stderr()
+    );
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "{kind:?}: still running"
+    );
+    format!(
+        "{kind:?}: error in {} ms ({}), recovered in {} ms",
+        took.as_millis(),
+        why.split(". Try again").next().unwrap_or_default(),
+        recovered.as_millis()
+    )
+}
+
+/// The "relay" answers garbage (SSE events that are not JSON-RPC, a JSON body that is not
+/// JSON) or a 502 page: the bridge stays up, answers the host's call with a tool error naming
+/// the relay and the cause within its connect bound, and recovers by itself when the real
+/// relay is behind the same URL again.
+#[tokio::test]
+async fn a_relay_answering_garbage_gets_clear_errors_then_recovers() {
+    let relay = Relay::start().await;
+    // Three bridges side by side, one per kind of garbage.
+    let (sse, json, gateway) = tokio::join!(
+        broken_relay_then_real_one(Fake::SseGarbage, &relay),
+        broken_relay_then_real_one(Fake::JsonGarbage, &relay),
+        broken_relay_then_real_one(Fake::BadGateway, &relay),
+    );
+    let figures = [sse, json, gateway];
+    eprintln!("FIGURE fake relay: {}", figures.join(" | "));
+}
+
+/// The "relay" accepts connections and requests and never answers: the host's call fails
+/// within the connect bound, and the bridge recovers once the real relay answers there.
+#[tokio::test]
+async fn a_hanging_relay_gets_a_clear_error_then_recovers() {
+    let relay = Relay::start().await;
+    let figure = broken_relay_then_real_one(Fake::Hang, &relay).await;
+    eprintln!("FIGURE fake relay: {figure}");
 }
