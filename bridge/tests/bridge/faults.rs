@@ -103,7 +103,6 @@ fn bridge_logs<'a>(seen: &'a [Value], needle: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-#[allow(dead_code)] // used by the relay-kill case
 /// Any `partner.disconnected`, as a custom notification or as its log mirror.
 fn disconnects(seen: &[Value]) -> Vec<&Value> {
     seen.iter()
@@ -612,4 +611,347 @@ async fn a_hanging_relay_gets_a_clear_error_then_recovers() {
     let relay = Relay::start().await;
     let figure = broken_relay_then_real_one(Fake::Hang, &relay).await;
     eprintln!("FIGURE fake relay: {figure}");
+}
+
+/// Resident memory of a process, in KiB (Linux `/proc`).
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// One counter of the relay's `/metrics` (0 when absent).
+async fn metric(relay: &Relay, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A's host stops reading the bridge's stdout while B floods it (1,000 messages, within the
+/// relay's limits), for 9 s. The bridge stays alive and its memory bounded, the relay keeps A
+/// (default idle timeout), and once the host reads again `wait_for_message` returns every
+/// message once, in order. (With an idle timeout shorter than the deafness the relay times A
+/// out: the bridge stops pinging while its host does not read; see `faults_open.rs`.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_host_that_stops_reading_stdout_leaves_the_bridge_bounded_and_loses_nothing() {
+    deaf_host(None).await;
+}
+
+/// The deaf-host case; `idle_timeout` overrides the relay's (its grace period is 3 s).
+#[cfg(target_os = "linux")]
+pub(crate) async fn deaf_host(idle_timeout: Option<Duration>) {
+    const FLOOD: usize = 1000;
+    let relay = Relay::start_with("127.0.0.1:0".parse().unwrap(), |c| {
+        c.inbox_capacity = 4096;
+        if let Some(idle) = idle_timeout {
+            c.idle_timeout = idle;
+        }
+    })
+    .await;
+    let (reading, gate) = tokio::sync::watch::channel(true);
+    let env = [("MCP_CHAT_PING_SECS", "1")];
+    let mut a = Bridge::spawn_gated(&relay.url, temp_dir("deaf-a"), &env, Some(gate));
+    let mut b = Bridge::spawn(&relay.url, temp_dir("deaf-b"), &[]);
+    a.initialize().await;
+    b.initialize().await;
+    a.ok("enter_queue", json!({ "display_name": "Ada" })).await;
+    b.ok("enter_queue", json!({ "display_name": "Bob" })).await;
+    a.notification("chatroom.found").await;
+    b.notification("chatroom.found").await;
+    let pid = a.child.id().unwrap();
+    let rss_before = vm_rss_kib(pid);
+
+    reading.send_replace(false);
+    let started = Instant::now();
+    let padding = "x".repeat(200);
+    let sent: Vec<String> = (1..=FLOOD).map(|i| format!("f{i} {padding}")).collect();
+    let mut rss_max = rss_before;
+    for (i, text) in sent.iter().enumerate() {
+        let out = b.ok("send_message", json!({ "text": text })).await;
+        assert_eq!(out["delivered_to"], 1, "{out}");
+        if i % 100 == 0 {
+            rss_max = rss_max.max(vm_rss_kib(pid));
+        }
+    }
+    let flooded = started.elapsed();
+    // Stay deaf past the relay's idle timeout plus its grace period.
+    let deaf_until = started + Duration::from_secs(9);
+    while Instant::now() < deaf_until {
+        rss_max = rss_max.max(vm_rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(a.child.try_wait().unwrap().is_none(), "A's bridge is alive");
+    let seen_b = b.drain(Duration::from_millis(100)).await;
+    assert!(
+        disconnects(&seen_b).is_empty(),
+        "the relay timed A out: {:?}\n{}",
+        disconnects(&seen_b),
+        a.stderr()
+    );
+    let status = b.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "in_room", "{status}");
+    let grown_kib = rss_max.saturating_sub(rss_before);
+    assert!(
+        grown_kib < 50 * 1024,
+        "memory bounded: {rss_before} KiB before, {rss_max} KiB at most"
+    );
+    let push_timeouts = metric(&relay, "mcp_chat_push_timeouts_total").await;
+
+    // The host reads again: the backlog comes out, and the inbox has everything.
+    reading.send_replace(true);
+    let resumed = Instant::now();
+    let backlog = a.drain(Duration::from_secs(2)).await;
+    let pushed = received(&backlog);
+    let mut rest = sent.iter();
+    for text in &pushed {
+        assert!(rest.any(|s| s == text), "pushes in order, none twice");
+    }
+    let mut unread: Vec<String> = Vec::new();
+    for _ in 0..(FLOOD / 100 + 5) {
+        let out = a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
+        let events = out["events"].as_array().unwrap();
+        if events.is_empty() {
+            break;
+        }
+        unread.extend(
+            events
+                .iter()
+                .filter_map(|e| e["text"].as_str().map(str::to_owned)),
+        );
+    }
+    assert_eq!(unread.len(), FLOOD, "every message unread once");
+    assert!(unread == sent, "in order");
+    let drained = resumed.elapsed();
+    eprintln!(
+        "FIGURE deaf_host: {FLOOD} messages in {} ms; bridge RSS {rss_before} KiB -> at most \
+         {rss_max} KiB (+{grown_kib} KiB); {} of {FLOOD} pushes reached the host, relay push \
+         timeouts {push_timeouts}; backlog + {FLOOD} unread read back in {} ms",
+        flooded.as_millis(),
+        pushed.len(),
+        drained.as_millis()
+    );
+    // The chat goes on.
+    a.ok("send_message", json!({ "text": "I was away" })).await;
+    b.notification_where("message.received", |p| p["text"] == "I was away")
+        .await;
+}
+
+/// The relay binary of this build (`target/<profile>/mcp-chat-relay`), built first: the bridge
+/// package does not build it. (As in `failover.rs`.)
+fn relay_binary() -> std::path::PathBuf {
+    use std::path::Path;
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+            let binary =
+                profile_dir.join(format!("mcp-chat-relay{}", std::env::consts::EXE_SUFFIX));
+            let target_dir = profile_dir.parent().unwrap();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = std::process::Command::new(cargo);
+            build
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "mcp-chat-relay",
+                    "--bin",
+                    "mcp-chat-relay",
+                ])
+                .arg("--target-dir")
+                .arg(target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            match build.output() {
+                Ok(out) if out.status.success() => {}
+                _ if binary.is_file() => {}
+                Ok(out) => panic!(
+                    "cannot build mcp-chat-relay:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => panic!("cannot run cargo to build mcp-chat-relay: {e}"),
+            }
+            binary
+        })
+        .clone()
+}
+
+/// A real `mcp-chat-relay` process (in-memory store) on `port` (0: a free one).
+struct RelayProcess {
+    child: tokio::process::Child,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl RelayProcess {
+    async fn start(port: u16) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = tokio::process::Command::new(relay_binary());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("MCP_CHAT_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args([
+                "--grace-secs",
+                "3",
+                "--rate-per-sec",
+                "1000",
+                "--rate-burst",
+                "1000",
+            ])
+            .env("RUST_LOG", "info,rmcp=warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start mcp-chat-relay");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = log.clone();
+        tokio::spawn(async move {
+            let mut port_tx = Some(port_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1)
+                    && let Some(port) = rest.split('/').next().and_then(|p| p.parse::<u16>().ok())
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let port = match tokio::time::timeout(Duration::from_secs(20), port_rx).await {
+            Ok(Ok(port)) => port,
+            _ => panic!(
+                "mcp-chat-relay did not start listening:\n{}",
+                log.lock().unwrap()
+            ),
+        };
+        Self { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// The relay process is SIGKILLed mid-chat and started again on the same port (in-memory
+/// store: every chat is gone). Both hosts are told the connection was lost, then restored;
+/// neither gets a `partner.disconnected` (nobody is left to send one): the chat is simply over —
+/// `chat_status` says idle and `send_message` fails with `not_in_room`. A new chat works at
+/// once, its messages pushed once each (the restarted relay's seqs start again at 1).
+#[cfg(unix)]
+#[tokio::test]
+async fn relay_killed_mid_chat_and_restarted_ends_the_chat_and_a_new_one_works() {
+    let mut relay = RelayProcess::start(0).await;
+    let url = relay.url();
+    let (mut a, mut b) = pair(&url, &url, "kill", &[], &[]).await;
+    let before = texts("k", 5);
+    let mut seen_a = Vec::new();
+    for text in &before {
+        b.ok("send_message", json!({ "text": text })).await;
+    }
+    assert!(
+        read_until(&mut a, &mut seen_a, Duration::from_secs(5), |s| received(s)
+            .len()
+            == 5)
+        .await,
+        "{}",
+        a.stderr()
+    );
+
+    relay.child.kill().await.expect("SIGKILL the relay");
+    let killed = Instant::now();
+    let mut seen_b = Vec::new();
+    for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+        let told = read_until(bridge, seen, Duration::from_secs(5), |s| {
+            !bridge_logs(s, "lost the connection").is_empty()
+        })
+        .await;
+        assert!(told, "told of the loss: {seen:?}\n{}", bridge.stderr());
+    }
+    let noticed = killed.elapsed();
+    let port = relay.port;
+    let log = relay.log();
+    drop(relay);
+    let relay = RelayProcess::start(port).await;
+    let restarted = Instant::now();
+    for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+        let back = read_until(bridge, seen, Duration::from_secs(8), |s| {
+            !bridge_logs(s, "restored").is_empty()
+        })
+        .await;
+        assert!(back, "restored: {seen:?}\n{}\n{log}", bridge.stderr());
+    }
+    let recovered = restarted.elapsed();
+    assert!(disconnects(&seen_a).is_empty() && disconnects(&seen_b).is_empty());
+
+    // The chat is over, and each side can tell.
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle", "{status}");
+    let failed = b.call("send_message", json!({ "text": "anyone?" })).await;
+    assert_eq!(failed["isError"], true, "{failed}");
+    assert_eq!(
+        failed["_meta"]["mcp-chat/error"]["error"]["code"], "not_in_room",
+        "{failed}"
+    );
+
+    // A new chat works, its events not mistaken for the old relay's.
+    let s = a.ok("enter_queue", json!({ "display_name": "Ada" })).await;
+    assert_eq!(s["state"], "waiting", "{s}");
+    let s = b.ok("enter_queue", json!({ "display_name": "Bob" })).await;
+    assert_eq!(s["state"], "in_room", "{s}");
+    let after = texts("n", 5);
+    for text in &after {
+        b.ok("send_message", json!({ "text": text })).await;
+    }
+    let new_chat = Instant::now();
+    assert!(
+        read_until(&mut a, &mut seen_a, Duration::from_secs(5), |s| received(s)
+            .len()
+            == 10)
+        .await,
+        "{:?}\n{}",
+        received(&seen_a),
+        a.stderr()
+    );
+    seen_a.extend(a.drain(Duration::from_millis(500)).await);
+    let mut expected = before.clone();
+    expected.extend(after);
+    assert_eq!(received(&seen_a), expected, "each once");
+    figure("relay_kill", "SIGKILL to both hosts told", noticed);
+    figure(
+        "relay_kill",
+        "restart to both hosts told restored",
+        recovered,
+    );
+    figure(
+        "relay_kill",
+        "new chat's 5 messages pushed",
+        new_chat.elapsed(),
+    );
+    drop(relay);
 }
