@@ -42,6 +42,12 @@ impl StoreSettings {
     }
 }
 
+/// Default [`RelayConfig::replay_events`]: 16 chat events (each is pushed twice, as its
+/// notification and its logging mirror), more than a partner's default burst of 10 messages.
+/// Each cached event costs about 2 KiB per session (BENCHMARKS.md), so 64 cost an active
+/// participant about 130 KiB.
+pub const DEFAULT_REPLAY_EVENTS: usize = 32;
+
 /// Everything the relay needs to know to serve, already checked.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -79,6 +85,12 @@ pub struct RelayConfig {
     pub rate_burst: u32,
     /// How often liveness is checked.
     pub sweep_interval: Duration,
+    /// SSE events rmcp keeps per stream for a client that re-attaches with `Last-Event-ID`
+    /// (also how many may queue ahead of a slow stream). rmcp preallocates this many slots for
+    /// the session's GET stream and for every POST's response stream, and keeps the last this
+    /// many notifications of each session. Events older than that stay readable through
+    /// `wait_for_message` (the inbox).
+    pub replay_events: usize,
 }
 
 impl Default for RelayConfig {
@@ -99,6 +111,7 @@ impl Default for RelayConfig {
             rate_per_sec: limits::DEFAULT_RATE_PER_SEC,
             rate_burst: limits::DEFAULT_RATE_BURST,
             sweep_interval: Duration::from_millis(500),
+            replay_events: DEFAULT_REPLAY_EVENTS,
         }
     }
 }
@@ -145,6 +158,8 @@ impl RelayConfig {
             ("max body bytes", self.max_body_bytes),
             ("max sessions", self.max_sessions),
             ("inbox capacity", self.inbox_capacity),
+            // tokio's bounded channels (rmcp's streams) cannot have zero capacity.
+            ("replay events", self.replay_events),
             ("rate burst", self.rate_burst as usize),
         ] {
             if value == 0 {
@@ -177,5 +192,25 @@ impl RelayConfig {
             return Err(ConfigError::WeakAccessToken);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(RelayConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_replay_events_is_refused() {
+        // rmcp would panic creating a zero-capacity channel for the first session.
+        let config = RelayConfig {
+            replay_events: 0,
+            ..RelayConfig::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::Zero("replay events")));
     }
 }

@@ -111,8 +111,9 @@ pub async fn serve(
     local.session_config.keep_alive =
         Some(node.config.idle_timeout + node.config.grace_period + Duration::from_secs(60));
     // Room for a burst of events while a client re-attaches its GET stream (this is also the
-    // replay cache for `Last-Event-ID`).
-    local.session_config.channel_capacity = 64;
+    // replay cache for `Last-Event-ID`). The cache holds whole notifications, so its size is
+    // most of an active participant's memory (see `RelayConfig::replay_events`).
+    local.session_config.channel_capacity = node.config.replay_events;
     let manager = Arc::new(TrackedSessionManager::new(
         local,
         node.sessions.clone(),

@@ -110,6 +110,11 @@ struct Args {
     /// Chat tool calls a participant may make in a burst.
     #[arg(long, env = "MCP_CHAT_RATE_BURST", default_value_t = limits::DEFAULT_RATE_BURST)]
     rate_burst: u32,
+
+    /// SSE events kept per stream for a client that reconnects with Last-Event-ID (a chat
+    /// event is two: its notification and its logging mirror). About 2 KiB each once used.
+    #[arg(long, env = "MCP_CHAT_REPLAY_EVENTS", default_value_t = mcp_chat_relay::config::DEFAULT_REPLAY_EVENTS)]
+    replay_events: usize,
 }
 
 impl Args {
@@ -143,6 +148,7 @@ impl Args {
             inbox_capacity: self.inbox_capacity,
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
+            replay_events: self.replay_events,
             ..RelayConfig::default()
         })
     }
