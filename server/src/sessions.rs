@@ -221,6 +221,14 @@ impl SessionRegistry {
         }
     }
 
+    /// True while a standalone GET stream of the session is open, as far as this node knows.
+    fn has_open_stream(&self, id: &SessionId) -> bool {
+        self.lock()
+            .sessions
+            .get(id)
+            .is_some_and(|entry| entry.open_streams > 0)
+    }
+
     /// Sets the minimum logging level rank of a session (`logging/setLevel`); false when the
     /// session is unknown.
     pub fn set_log_rank(&self, id: &str, rank: LogRank) -> bool {
@@ -384,6 +392,25 @@ impl TrackedSessionManager {
         }
     }
 
+    /// Before a client's GET takes over the session's standalone stream: if the previous one
+    /// still counts as open, it is a stream the client gave up on (its connection was cut and
+    /// the write that would reveal it has not failed yet). rmcp would keep pushing into that
+    /// dead stream and make the new one a keep-alive-only "shadow" that gets no events, whose
+    /// priming event id then moves the client's `Last-Event-ID` past what was lost. Closing the
+    /// old one first makes the new stream the primary and replays from its `Last-Event-ID`.
+    /// (Our clients open one standalone stream per session; a second one means the first died.)
+    async fn retire_stale_stream(&self, id: &SessionId) {
+        if !self.registry.has_open_stream(id) {
+            return;
+        }
+        let handle = self.inner.sessions.read().await.get(id).cloned();
+        if let Some(handle) = handle
+            && let Err(error) = handle.close_standalone_sse_stream(None).await
+        {
+            tracing::debug!(%error, "closing a stale standalone stream");
+        }
+    }
+
     fn tracked<S>(&self, id: &SessionId, stream: S) -> impl Stream<Item = ServerSseMessage> + use<S>
     where
         S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
@@ -454,6 +481,7 @@ impl SessionManager for TrackedSessionManager {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.retire_stale_stream(id).await;
         let stream = self.inner.create_standalone_stream(id).await?;
         Ok(self.tracked(id, stream))
     }
@@ -463,6 +491,10 @@ impl SessionManager for TrackedSessionManager {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        // An id with a `/` resumes a POST's stream, not the standalone one.
+        if !last_event_id.contains('/') {
+            self.retire_stale_stream(id).await;
+        }
         let stream = self.inner.resume(id, last_event_id).await?;
         Ok(self.tracked(id, stream))
     }

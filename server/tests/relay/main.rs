@@ -15,4 +15,5 @@ mod redis;
 mod redis_harness;
 mod shutdown;
 mod store_parity;
+mod streams;
 mod waiting;
