@@ -65,7 +65,7 @@ async fn a_reopened_stream_gets_what_the_dead_one_swallowed() {
     let relay = TestRelay::start().await;
     let mut a = RawClient::new(&relay.url);
     a.initialize().await;
-    let mut b = Chatter::connect(&relay.url).await;
+    let b = Chatter::connect(&relay.url).await;
     a.call(1, "join_room", json!({ "room_id": "streams" }))
         .await;
     let _: Value = b.ok("join_room", json!({ "room_id": "streams" })).await;
