@@ -162,6 +162,14 @@ impl Received {
         }
     }
 
+    /// Whether message `seq` of `sender` was received.
+    pub fn has(&self, sender: u32, seq: u64) -> bool {
+        self.from
+            .iter()
+            .find(|(s, _)| *s == sender)
+            .is_some_and(|(_, set)| set.contains(seq))
+    }
+
     /// Distinct messages received, from anyone.
     pub fn unique(&self) -> u64 {
         self.from.iter().map(|(_, set)| set.len()).sum()

@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - [`scenario`]: connections, throughput, latency, baseline and smoke.
+//! - [`abuse`], [`soak`]: victims next to abusers; a long run with churn (issue 7).
+//! - [`raw`]: bare HTTP requests to `/mcp`, below rmcp (what abusers send).
 //! - [`participant`]: one participant (rmcp client + handler that records pushed events).
 //! - [`load`]: connecting a crowd, pacing senders, draining, settling the books.
 //! - [`ledger`]: message stamps, per-message accounting, latency percentiles.
@@ -13,14 +15,17 @@
 //! - [`baseline`]: the minimal HTTP server answering a fixed JSON-RPC reply.
 //! - [`procfs`]: memory and CPU readings; [`report`]: tables and JSON.
 
+pub mod abuse;
 pub mod baseline;
 pub mod ledger;
 pub mod load;
 pub mod participant;
 pub mod procfs;
+pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod soak;
 
 use std::net::SocketAddr;
 

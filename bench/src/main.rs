@@ -6,6 +6,8 @@
 //! target/release/mcp-chat-bench throughput --pairs 1000
 //! target/release/mcp-chat-bench latency --pairs 1000 --rate 1000
 //! target/release/mcp-chat-bench baseline --sessions 2000
+//! target/release/mcp-chat-bench abuse
+//! target/release/mcp-chat-bench soak --duration-secs 1800
 //! target/release/mcp-chat-bench smoke
 //! ```
 //!
@@ -22,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use mcp_chat_bench::ledger::Clock;
 use mcp_chat_bench::participant::{Pairing, http_client};
 use mcp_chat_bench::procfs::Machine;
-use mcp_chat_bench::report::Report;
+use mcp_chat_bench::report::{Report, ScenarioReport};
 use mcp_chat_bench::scenario::{self, Env};
 use mcp_chat_bench::server::{ServerKind, sibling_relay_binary};
 
@@ -74,6 +76,11 @@ enum Command {
     Latency(LatencyArgs),
     /// A minimal HTTP server with a fixed JSON-RPC reply, driven by the same client code.
     Baseline(BaselineArgs),
+    /// Victims chat alone, then next to every abuser at once, under the relay's default rate
+    /// limits; their latency, the abusers' answers, the relay's memory and fds.
+    Abuse(AbuseArgs),
+    /// Steady chatting with churn for a long time; relay memory and fds sampled, lost messages.
+    Soak(SoakArgs),
     /// Every scenario in miniature; exits non-zero unless every message arrived exactly once.
     Smoke,
     /// (internal) Serve the linked relay library, as spawned by `--builtin-relay`.
@@ -181,6 +188,86 @@ struct BaselineArgs {
     #[arg(long, default_value_t = 5.0)]
     duration_secs: f64,
     /// Sessions connecting at once.
+    #[arg(long, default_value_t = 64)]
+    ramp_concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+struct AbuseArgs {
+    /// Victim pairs.
+    #[arg(long, default_value_t = 200)]
+    pairs: usize,
+    /// How victims pair up.
+    #[arg(long, value_enum, default_value = "rooms")]
+    pairing: Pairing,
+    /// Victims' total messages per second (each sender stays within the relay's 2/s).
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Victims' message text size, bytes.
+    #[arg(long, default_value_t = 100)]
+    message_bytes: usize,
+    /// Victims chatting before phase 1, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    warmup_secs: f64,
+    /// Length of each measured phase (alone, abused), seconds.
+    #[arg(long, default_value_t = 20.0)]
+    window_secs: f64,
+    /// After the abusers stop, before the last reading, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    recovery_secs: f64,
+    /// Victims connecting at once.
+    #[arg(long, default_value_t = 64)]
+    ramp_concurrency: usize,
+    /// The flooder's send_message calls in flight.
+    #[arg(long, default_value_t = 16)]
+    flood_in_flight: usize,
+    /// Participants looping enter_queue / leave_chat.
+    #[arg(long, default_value_t = 4)]
+    queue_churners: usize,
+    /// Loops opening and deleting sessions.
+    #[arg(long, default_value_t = 8)]
+    reconnect_in_flight: usize,
+    /// Loops sending malformed and oversized requests.
+    #[arg(long, default_value_t = 8)]
+    malformed_in_flight: usize,
+    /// Slow readers (GET stream never read), each with an accomplice sending to it.
+    #[arg(long, default_value_t = 100)]
+    slow_readers: usize,
+    /// Size of the accomplices' messages, bytes.
+    #[arg(long, default_value_t = 4000)]
+    slow_reader_message_bytes: usize,
+    /// Connections sending a partial request header and then nothing.
+    #[arg(long, default_value_t = 1000)]
+    slowloris: usize,
+}
+
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// Pairs chatting.
+    #[arg(long, default_value_t = 100)]
+    pairs: usize,
+    /// Total messages per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Message text size, bytes.
+    #[arg(long, default_value_t = 100)]
+    message_bytes: usize,
+    /// The whole run, seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    duration_secs: f64,
+    /// Time between two readings of the relay, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    sample_secs: f64,
+    /// Time between two rounds of churn, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    churn_secs: f64,
+    /// Pairs that leave and pair again (queue or room code, in turn) each round.
+    #[arg(long, default_value_t = 2)]
+    churn_repairs: usize,
+    /// Participants that disconnect and are replaced by new ones each round.
+    #[arg(long, default_value_t = 2)]
+    churn_reconnects: usize,
+    /// Participants connecting at once.
     #[arg(long, default_value_t = 64)]
     ramp_concurrency: usize,
 }
@@ -348,6 +435,48 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
             )
             .await?,
         ],
+        Command::Abuse(a) => vec![ScenarioReport::Abuse(
+            mcp_chat_bench::abuse::abuse(
+                &env,
+                &mcp_chat_bench::abuse::AbuseParams {
+                    pairs: a.pairs,
+                    pairing: a.pairing,
+                    rate: a.rate,
+                    message_bytes: a.message_bytes,
+                    warmup: Duration::from_secs_f64(a.warmup_secs),
+                    window: Duration::from_secs_f64(a.window_secs),
+                    recovery: Duration::from_secs_f64(a.recovery_secs),
+                    ramp_concurrency: a.ramp_concurrency,
+                    flood_in_flight: a.flood_in_flight,
+                    queue_churners: a.queue_churners,
+                    reconnect_in_flight: a.reconnect_in_flight,
+                    malformed_in_flight: a.malformed_in_flight,
+                    slow_readers: a.slow_readers,
+                    slow_reader_message_bytes: a.slow_reader_message_bytes,
+                    slowloris: a.slowloris,
+                    strict: false,
+                },
+            )
+            .await?,
+        )],
+        Command::Soak(a) => vec![ScenarioReport::Soak(
+            mcp_chat_bench::soak::soak(
+                &env,
+                &mcp_chat_bench::soak::SoakParams {
+                    pairs: a.pairs,
+                    rate: a.rate,
+                    message_bytes: a.message_bytes,
+                    duration: Duration::from_secs_f64(a.duration_secs),
+                    sample_every: Duration::from_secs_f64(a.sample_secs),
+                    churn_every: Duration::from_secs_f64(a.churn_secs),
+                    churn_repairs: a.churn_repairs,
+                    churn_reconnects: a.churn_reconnects,
+                    ramp_concurrency: a.ramp_concurrency,
+                    strict: false,
+                },
+            )
+            .await?,
+        )],
         Command::Smoke => scenario::smoke(&env).await?,
         Command::Relay(_) | Command::BaselineServer { .. } => unreachable!("handled above"),
     };

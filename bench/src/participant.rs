@@ -79,6 +79,8 @@ fn index_of(name: &str) -> Option<u32> {
 struct Shared {
     clock: Clock,
     partner: watch::Sender<Option<u32>>,
+    /// `chatroom.found` events so far (a re-pairing with the same partner changes only this).
+    rooms_found: watch::Sender<u64>,
     received: Mutex<Received>,
 }
 
@@ -116,6 +118,7 @@ impl ClientHandler for Inbox {
                 if partner.is_some() {
                     self.0.partner.send_replace(partner);
                 }
+                self.0.rooms_found.send_modify(|n| *n += 1);
             }
             PARTNER_DISCONNECTED => self.0.received.lock().unwrap().disconnects += 1,
             _ => {}
@@ -155,6 +158,7 @@ impl Participant {
         let shared = Arc::new(Shared {
             clock,
             partner: watch::channel(None).0,
+            rooms_found: watch::channel(0).0,
             received: Mutex::default(),
         });
         let service = Inbox(shared.clone())
@@ -202,6 +206,27 @@ impl Participant {
             .set_level(params)
             .await
             .map_err(|e| classify(&e))
+    }
+
+    /// `chatroom.found` events received so far.
+    pub fn rooms_found(&self) -> u64 {
+        *self.shared.rooms_found.borrow()
+    }
+
+    /// Waits for a `chatroom.found` after the first `seen` ones; returns the partner's index.
+    pub async fn wait_room_after(&self, seen: u64) -> Result<u32, String> {
+        let mut found = self.shared.rooms_found.subscribe();
+        match tokio::time::timeout(PAIR_TIMEOUT, found.wait_for(|n| *n > seen)).await {
+            Ok(Ok(_)) => self
+                .partner()
+                .ok_or_else(|| failed("pairing_timeout", &"no partner in chatroom.found")),
+            _ => Err(failed("pairing_timeout", &"no chatroom.found")),
+        }
+    }
+
+    /// Hands over (and clears) what this participant has received so far.
+    pub fn take_received(&self) -> Received {
+        std::mem::take(&mut *self.shared.received.lock().unwrap())
     }
 
     /// The partner, once paired.

@@ -42,6 +42,11 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// Open file descriptors of `pid` (entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 /// Samples this process.
 pub fn sample_self() -> Option<ProcSample> {
     sample(std::process::id())

@@ -234,6 +234,10 @@ pub enum ScenarioReport {
     Latency(LatencyReport),
     /// The HTTP baseline.
     Baseline(BaselineReport),
+    /// Victims next to abusers.
+    Abuse(Box<crate::abuse::AbuseReport>),
+    /// A long run with churn.
+    Soak(Box<crate::soak::SoakReport>),
 }
 
 impl ScenarioReport {
@@ -246,6 +250,8 @@ impl ScenarioReport {
             }
             Self::Latency(r) => r.tally.is_clean(),
             Self::Baseline(r) => r.is_clean(),
+            Self::Abuse(r) => r.is_clean(),
+            Self::Soak(r) => r.is_clean(),
         }
     }
 }
@@ -290,6 +296,8 @@ impl Report {
                 ScenarioReport::Throughput(r) => render_throughput(&mut out, r),
                 ScenarioReport::Latency(r) => render_latency(&mut out, r),
                 ScenarioReport::Baseline(r) => render_baseline(&mut out, r),
+                ScenarioReport::Abuse(r) => crate::abuse::render(&mut out, r),
+                ScenarioReport::Soak(r) => crate::soak::render(&mut out, r),
             }
             out.push('\n');
         }

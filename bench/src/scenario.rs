@@ -118,14 +118,14 @@ pub struct BaselineParams {
 
 /// Readings of the server, the generator and the machine at one moment.
 #[derive(Clone, Copy)]
-struct Mark {
-    at: Instant,
-    ns: u64,
-    cpu: CpuReading,
+pub(crate) struct Mark {
+    pub(crate) at: Instant,
+    pub(crate) ns: u64,
+    pub(crate) cpu: CpuReading,
 }
 
 impl Mark {
-    fn now(clock: Clock, server: &Server) -> Self {
+    pub(crate) fn now(clock: Clock, server: &Server) -> Self {
         Self {
             at: Instant::now(),
             ns: clock.now_ns(),
@@ -137,19 +137,19 @@ impl Mark {
         }
     }
 
-    fn cpu_until(&self, end: &Mark) -> CpuShare {
+    pub(crate) fn cpu_until(&self, end: &Mark) -> CpuShare {
         CpuShare::between(&self.cpu, &end.cpu, end.at - self.at)
     }
 }
 
-fn server_info(server: &Server) -> ServerInfo {
+pub(crate) fn server_info(server: &Server) -> ServerInfo {
     ServerInfo {
         command: server.command.clone(),
         log: server.log(),
     }
 }
 
-async fn health(env: &Env, server: &Server) -> Option<Value> {
+pub(crate) async fn health(env: &Env, server: &Server) -> Option<Value> {
     let url = format!("{}/healthz", server.base_url());
     let response = env.http.get(url).send().await.ok()?;
     response.json().await.ok()
@@ -168,7 +168,7 @@ async fn start_relay(env: &Env, participants: usize, size: usize) -> Result<Serv
 
 /// Ends a scenario: our relay is stopped (its sessions die with it, and the participants'
 /// tasks end as they are dropped); somebody else's relay gets a DELETE for every session.
-async fn finish(server: Server, participants: Vec<Arc<Participant>>) {
+pub(crate) async fn finish(server: Server, participants: Vec<Arc<Participant>>) {
     if server.sampled() {
         server.stop().await;
         drop(participants);
@@ -179,7 +179,7 @@ async fn finish(server: Server, participants: Vec<Arc<Participant>>) {
 }
 
 /// Connects and pairs `2 × pairs` participants.
-async fn crowd(env: &Env, server: &Server, load: &Load) -> Crowd {
+pub(crate) async fn crowd(env: &Env, server: &Server, load: &Load) -> Crowd {
     let n = load.pairs * 2;
     eprintln!("connecting {n} participants ({} pairing)", load.pairing);
     let crowd = gather(
@@ -294,18 +294,18 @@ pub async fn connections(
 }
 
 /// Counts and latencies of the messages sent in one window.
-struct WindowStats {
-    sent: u64,
-    failed: u64,
-    delivered: u64,
-    late: u64,
-    latency: LatencySummary,
+pub(crate) struct WindowStats {
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
+    pub(crate) delivered: u64,
+    pub(crate) late: u64,
+    pub(crate) latency: LatencySummary,
 }
 
 /// Judges the messages sent in `window` at `judged_ns`: `sent` and `failed` calls, and what the
 /// participants received. Messages sent in the window and not (yet) delivered count with a
 /// latency of at least the time from the window's end to the judgement.
-fn judge(
+pub(crate) fn judge(
     participants: &[Arc<Participant>],
     window: &Range<u64>,
     sent: u64,
@@ -328,7 +328,7 @@ fn judge(
 }
 
 /// Calls started, and calls failed, in `window`, according to the senders.
-fn counted_in(sent: &[Sent], window: &Range<u64>) -> (u64, u64) {
+pub(crate) fn counted_in(sent: &[Sent], window: &Range<u64>) -> (u64, u64) {
     let mut started = 0;
     let mut failed = 0;
     for s in sent {
@@ -749,5 +749,47 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
         )
         .await?,
     );
+    reports.push(ScenarioReport::Abuse(
+        crate::abuse::abuse(
+            env,
+            &crate::abuse::AbuseParams {
+                pairs: 4,
+                pairing: Pairing::Rooms,
+                rate: 8.0,
+                message_bytes: 64,
+                warmup: Duration::from_millis(300),
+                window: Duration::from_secs(2),
+                recovery: Duration::from_millis(500),
+                ramp_concurrency: 8,
+                flood_in_flight: 4,
+                queue_churners: 2,
+                reconnect_in_flight: 2,
+                malformed_in_flight: 4,
+                slow_readers: 2,
+                slow_reader_message_bytes: 2000,
+                slowloris: 20,
+                strict: true,
+            },
+        )
+        .await?,
+    ));
+    reports.push(ScenarioReport::Soak(
+        crate::soak::soak(
+            env,
+            &crate::soak::SoakParams {
+                pairs: 6,
+                rate: 24.0,
+                message_bytes: 64,
+                duration: Duration::from_secs(6),
+                sample_every: Duration::from_secs(2),
+                churn_every: Duration::from_millis(1500),
+                churn_repairs: 2,
+                churn_reconnects: 1,
+                ramp_concurrency: 8,
+                strict: true,
+            },
+        )
+        .await?,
+    ));
     Ok(reports)
 }

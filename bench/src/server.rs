@@ -42,6 +42,9 @@ pub struct RelayLimits {
     pub max_sessions: usize,
     /// Longest message, bytes.
     pub max_message_bytes: usize,
+    /// Keep the relay's own per-participant rate limits (`--rate-per-sec 2 --rate-burst 10`)
+    /// instead of raising them out of the way (the abuse scenario).
+    pub default_rate_limits: bool,
 }
 
 impl RelayLimits {
@@ -50,6 +53,15 @@ impl RelayLimits {
         Self {
             max_sessions: (participants * 2).max(mcp_chat::limits::DEFAULT_MAX_SESSIONS),
             max_message_bytes: message_bytes.max(mcp_chat::limits::DEFAULT_MAX_MESSAGE_BYTES),
+            default_rate_limits: false,
+        }
+    }
+
+    /// The same, with the relay's default per-participant rate limits.
+    pub fn with_default_rate_limits(self) -> Self {
+        Self {
+            default_rate_limits: true,
+            ..self
         }
     }
 
@@ -59,27 +71,34 @@ impl RelayLimits {
     pub fn relay_args(&self) -> Vec<String> {
         let body =
             (self.max_message_bytes * 2 + 2048).max(mcp_chat::limits::DEFAULT_MAX_BODY_BYTES);
-        [
-            "--bind",
-            "127.0.0.1:0",
-            "--rate-per-sec",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--idle-timeout-secs",
-            "3600",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .chain([
-            "--max-sessions".to_owned(),
-            self.max_sessions.to_string(),
-            "--max-message-bytes".to_owned(),
-            self.max_message_bytes.to_string(),
-            "--max-body-bytes".to_owned(),
-            body.to_string(),
-        ])
-        .collect()
+        let (rate, burst) = if self.default_rate_limits {
+            (
+                mcp_chat::limits::DEFAULT_RATE_PER_SEC.to_string(),
+                mcp_chat::limits::DEFAULT_RATE_BURST.to_string(),
+            )
+        } else {
+            ("1000000".to_owned(), "1000000".to_owned())
+        };
+        ["--bind", "127.0.0.1:0"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([
+                "--rate-per-sec".to_owned(),
+                rate,
+                "--rate-burst".to_owned(),
+                burst,
+                "--idle-timeout-secs".to_owned(),
+                "3600".to_owned(),
+            ])
+            .chain([
+                "--max-sessions".to_owned(),
+                self.max_sessions.to_string(),
+                "--max-message-bytes".to_owned(),
+                self.max_message_bytes.to_string(),
+                "--max-body-bytes".to_owned(),
+                body.to_string(),
+            ])
+            .collect()
     }
 }
 
@@ -224,6 +243,16 @@ impl Server {
     /// Memory and CPU time of the server process (`None` for an external relay).
     pub fn sample(&self) -> Option<ProcSample> {
         procfs::sample(self.pid?)
+    }
+
+    /// The server's process id, when we spawned it.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Open file descriptors of the server process (`None` for an external relay).
+    pub fn open_fds(&self) -> Option<u64> {
+        procfs::open_fds(self.pid?)
     }
 
     /// True when the server is a process we can sample.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Far above the ~10 s the smoke run takes in a debug build; a hang fails instead of blocking CI.
+/// Far above the ~25 s the smoke run takes in a debug build; a hang fails instead of blocking CI.
 const DEADLINE: Duration = Duration::from_secs(90);
 
 #[test]
@@ -53,7 +53,14 @@ fn smoke_run_delivers_every_message_exactly_once() {
         .collect();
     assert_eq!(
         names,
-        ["connections", "throughput", "latency", "baseline"],
+        [
+            "connections",
+            "throughput",
+            "latency",
+            "baseline",
+            "abuse",
+            "soak"
+        ],
         "every scenario ran"
     );
     for scenario in scenarios {
@@ -67,6 +74,21 @@ fn smoke_run_delivers_every_message_exactly_once() {
                 assert_eq!(scenario[run]["errors"], serde_json::json!({}), "{scenario}");
             }
             continue;
+        }
+        if name == "abuse" {
+            assert_eq!(scenario["unexpected"], serde_json::json!({}), "{scenario}");
+            for (abuser, outcomes) in scenario["abusers"].as_object().expect("abusers") {
+                assert!(
+                    outcomes.as_object().is_some_and(|o| !o.is_empty()),
+                    "abuser {abuser} ran: {scenario}"
+                );
+            }
+        }
+        if name == "soak" {
+            let churned = scenario["repaired"][0].as_u64().unwrap_or(0)
+                + scenario["repaired"][1].as_u64().unwrap_or(0)
+                + scenario["replaced"].as_u64().unwrap_or(0);
+            assert!(churned > 0, "the soak churned: {scenario}");
         }
         let tally = &scenario["tally"];
         let sent = tally["sent"].as_u64().expect("sent");
