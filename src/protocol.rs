@@ -40,5 +40,12 @@ pub const MAX_IDENTITY_TOKEN_CHARS: usize = 256;
 /// already has to be pushed again, which it recognises by `seq`.
 pub const LAST_SEQ_HEADER: &str = "mcp-chat-last-seq";
 
+/// Experimental client capability (`capabilities.experimental["mcp-chat/events"] = {}` in
+/// `initialize`): the client shows chat events from their custom notifications
+/// (`message.received`, ...) itself. The relay then sends that session no logging mirror of
+/// each event, which halves what every event costs to push. The bridge declares it and writes
+/// the mirror for its host itself, so hosts that only show logs still see every event.
+pub const EVENTS_CAPABILITY: &str = "mcp-chat/events";
+
 /// Name of the MCP logger used for chat events sent as `notifications/message`.
 pub const EVENT_LOGGER: &str = "mcp-chat";

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::limits::{self, MAX_EVENTS_PER_WAIT};
-use mcp_chat::protocol::{IDENTITY_HEADER, LAST_SEQ_HEADER, supported_protocol_versions};
+use mcp_chat::protocol::{
+    EVENTS_CAPABILITY, IDENTITY_HEADER, LAST_SEQ_HEADER, supported_protocol_versions,
+};
 use mcp_chat::tools::{self, ChatStatus, WaitForMessageOutput};
 use mcp_chat::{ErrorCode, ToolError, render};
 use rmcp::model::{
@@ -257,6 +259,15 @@ impl ServerHandler for ChatHandler {
         let Some(session) = parts.and_then(session_id_of) else {
             return;
         };
+        let renders_events = ctx.peer.peer_info().is_some_and(|info| {
+            info.capabilities
+                .experimental
+                .as_ref()
+                .is_some_and(|experimental| experimental.contains_key(EVENTS_CAPABILITY))
+        });
+        if renders_events {
+            self.node.sessions.stop_event_mirror(&session);
+        }
         let who = participant_key(&session, parts);
         self.attach(&session, &who, Some(ctx.peer.clone()), parts);
     }

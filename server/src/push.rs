@@ -3,7 +3,8 @@
 //! One pusher task per session follows the participant's inbox (through the store's watch
 //! channel) and sends every new event twice: as a custom notification named after the event
 //! (`message.received`, ...) for clients that handle them, and as an MCP logging notification
-//! (`notifications/message`, level info) for hosts that only show logs. The inbox is the bounded
+//! (`notifications/message`, level info) for hosts that only show logs, unless the client said
+//! it renders the custom notifications itself (`mcp-chat/events`). The inbox is the bounded
 //! outbound queue: a slow client delays only its own pusher, never the sender's tool call, and an
 //! event it misses stays readable through `wait_for_message`.
 
@@ -24,7 +25,6 @@ use rmcp::{Peer, RoleServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
-use crate::sessions::INFO_RANK;
 use crate::store::ParticipantKey;
 
 /// How long one notification may wait for a client that does not read its stream.
@@ -71,7 +71,7 @@ pub async fn run_pusher(
                 if stop.is_cancelled() {
                     return;
                 }
-                let log = node.sessions.log_rank(&session) <= INFO_RANK;
+                let log = node.sessions.mirrors_events(&session);
                 if !push_event(&node, &peer, &event, log).await {
                     return;
                 }

@@ -57,6 +57,9 @@ struct SessionEntry {
     lost_since: Option<Instant>,
     explicit_end: bool,
     log_rank: LogRank,
+    /// Whether events are also pushed as logging notifications (off for clients that render
+    /// the custom notifications themselves: `mcp-chat/events`).
+    mirror_events: bool,
     /// Cancelled when the session closes or another session takes its participant over; stops
     /// the session's pusher.
     pusher: CancellationToken,
@@ -97,6 +100,7 @@ fn new_entry() -> SessionEntry {
         lost_since: None,
         explicit_end: false,
         log_rank: INFO_RANK,
+        mirror_events: true,
         pusher: CancellationToken::new(),
     }
 }
@@ -239,13 +243,21 @@ impl SessionRegistry {
             .is_some()
     }
 
-    /// The minimum logging level rank of a session.
-    pub fn log_rank(&self, id: &str) -> LogRank {
+    /// Stops mirroring chat events as logging notifications to a session whose client renders
+    /// the custom notifications itself.
+    pub fn stop_event_mirror(&self, id: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.mirror_events = false;
+        }
+    }
+
+    /// Whether a session gets chat events as logging notifications too: its client did not
+    /// opt out, and its logging level lets `info` through.
+    pub fn mirrors_events(&self, id: &str) -> bool {
         self.lock()
             .sessions
             .get(id)
-            .map(|e| e.log_rank)
-            .unwrap_or(INFO_RANK)
+            .is_none_or(|e| e.mirror_events && e.log_rank <= INFO_RANK)
     }
 
     /// Forgets a session that closed, and says what that means for its participant.

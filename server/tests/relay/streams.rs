@@ -101,3 +101,73 @@ async fn a_reopened_stream_gets_what_the_dead_one_swallowed() {
     );
     drop(first);
 }
+
+/// A client that declares `mcp-chat/events` renders the custom notifications itself: it gets
+/// no logging mirror of each event. One that does not gets both.
+#[tokio::test]
+async fn clients_rendering_events_get_no_logging_mirror() {
+    let relay = TestRelay::start().await;
+    let mut renders = RawClient::new(&relay.url);
+    let init = renders
+        .post(json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {
+                    "experimental": { mcp_chat::protocol::EVENTS_CAPABILITY: {} }
+                },
+                "clientInfo": { "name": "renders-events", "version": "0" }
+            }
+        }))
+        .await;
+    renders.session = init
+        .headers
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let ack = renders
+        .post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+        .await;
+    assert_eq!(ack.status, 202, "{ack:?}");
+    let mut plain = RawClient::new(&relay.url);
+    plain.initialize().await;
+    renders
+        .call(1, "join_room", json!({ "room_id": "mirror" }))
+        .await;
+    plain
+        .call(1, "join_room", json!({ "room_id": "mirror" }))
+        .await;
+    let mut renders_stream = renders.open_stream().await;
+    let mut plain_stream = plain.open_stream().await;
+    plain
+        .call(2, "send_message", json!({ "text": "to the renderer" }))
+        .await;
+    renders
+        .call(2, "send_message", json!({ "text": "to the plain one" }))
+        .await;
+    plain
+        .call(3, "send_message", json!({ "text": "last" }))
+        .await;
+
+    let got = read_until(&mut renders_stream, "last", Duration::from_secs(10)).await;
+    let methods: Vec<&str> = got
+        .iter()
+        .filter_map(|(_, e)| e["method"].as_str())
+        .collect();
+    assert_eq!(
+        methods,
+        ["chatroom.found", "message.received", "message.received"],
+        "no notifications/message: {got:?}"
+    );
+    renders
+        .call(3, "send_message", json!({ "text": "end" }))
+        .await;
+    let got = read_until(&mut plain_stream, "end", Duration::from_secs(10)).await;
+    let mirrored = got
+        .iter()
+        .filter(|(_, e)| e["method"] == "notifications/message")
+        .count();
+    assert!(
+        mirrored >= 2,
+        "chatroom.found and the first message, each also mirrored: {got:?}"
+    );
+}
