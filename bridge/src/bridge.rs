@@ -9,6 +9,8 @@
 //!   wait, with `notifications/tools/list_changed` later if the relay's list differs;
 //! - calls while the relay is unreachable: held for a short bound, then answered with an error
 //!   that names the relay and the cause;
+//! - calls of the relay's own chat tools: answered with an error if the relay's answer does not
+//!   come within a bound (it can be lost for good on the way), and cancelled at the relay;
 //! - progress notifications during long calls that carry a progress token;
 //! - chat events: de-duplicated by event, mirrored as Claude Code channel pushes, and kept for
 //!   the `chat://current` resource;
@@ -39,8 +41,15 @@ pub const CHANNEL_METHOD: &str = "notifications/claude/channel";
 const INBOX_EVENTS: usize = 50;
 /// Event keys remembered for de-duplication.
 const SEEN_EVENTS: usize = 1024;
-/// How often timers (progress, waits for the connection) are checked.
+/// How often timers (progress, waits for the connection, call deadlines) are checked.
 pub const TICK: Duration = Duration::from_millis(200);
+/// Longest the relay may take to answer one of its chat tools other than `wait_for_message`.
+/// They answer in milliseconds; the bound is there because an answer can be lost for good on
+/// the way (a POST response cut inside its SSE body: rmcp's server keeps no replay of a request
+/// it has answered, so the client's resume of that stream is empty, forever).
+const CHAT_CALL_DEADLINE: Duration = Duration::from_secs(20);
+/// How much longer than its own `timeout_secs` a `wait_for_message` may take.
+const WAIT_CALL_MARGIN: Duration = Duration::from_secs(15);
 
 /// The connection as the bridge sees it.
 enum Link {
@@ -59,6 +68,10 @@ struct Pending {
     started: Instant,
     last_progress: Instant,
     upstream_progress: bool,
+    /// For a call of one of the relay's chat tools: the tool and when the bridge gives up on
+    /// the answer. Any other request has no deadline: a server that is not a chat relay may
+    /// hold a call open as long as its tool runs, and only the host knows how long it waits.
+    deadline: Option<(&'static str, Instant)>,
 }
 
 /// A host request waiting for the connection.
@@ -431,6 +444,7 @@ impl Bridge {
             .filter(|t| t.is_string() || t.is_number())
             .cloned();
         let now = Instant::now();
+        let deadline = chat_call_limit(&message).map(|(tool, limit)| (tool, now + limit));
         self.pending.insert(
             id_key(&id),
             Pending {
@@ -439,6 +453,7 @@ impl Bridge {
                 started: now,
                 last_progress: now,
                 upstream_progress: false,
+                deadline,
             },
         );
         self.send_relay(message).await;
@@ -705,9 +720,66 @@ impl Bridge {
         text
     }
 
-    /// Checks timers: held calls and list waits past their bound, progress for long calls.
+    /// Gives up on a chat tool call the relay did not answer by its deadline: the host gets a
+    /// tool error (its call would otherwise never end), the relay a cancellation (which also
+    /// makes rmcp stop trying to resume the call's response stream), the log a line.
+    async fn expire(&mut self, id: Value, tool: &str, waited: Duration) {
+        tracing::warn!(
+            %id,
+            tool,
+            waited_ms = waited.as_millis() as u64,
+            "the relay did not answer a chat tool call in time; answered the host with an \
+             error and cancelled the call"
+        );
+        let check = match tool {
+            tools::SEND_MESSAGE => {
+                "The message may or may not have been sent: check with get_messages before \
+                 resending."
+            }
+            tools::WAIT_FOR_MESSAGE => {
+                "Events it returned may not have reached you: call wait_for_message again with \
+                 after_seq set to the seq of the newest event you have seen."
+            }
+            tools::GET_MESSAGES | tools::CHAT_STATUS => "It changes nothing: just try again.",
+            _ => "chat_status shows where you stand.",
+        };
+        let text = format!(
+            "The mcp-chat relay at {} did not answer {tool} in time ({} s), so the call may or \
+             may not have taken effect. {check} Details are in the bridge's log: {}",
+            self.settings.relay_url,
+            waited.as_secs(),
+            self.settings.paths.log_file().display()
+        );
+        self.send_host(response(&id, tool_error(&text))).await;
+        self.send_relay(json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": id, "reason": "the bridge stopped waiting for the answer" },
+        }))
+        .await;
+    }
+
+    /// Checks timers: held calls and list waits past their bound, chat tool calls past their
+    /// deadline, progress for long calls.
     pub async fn on_tick(&mut self) {
         let now = Instant::now();
+        let overdue: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|(_, at)| at <= now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in overdue {
+            let Some(pending) = self.pending.remove(&key) else {
+                continue;
+            };
+            let Some((tool, _)) = pending.deadline else {
+                continue;
+            };
+            let id: Value = serde_json::from_str(&key).unwrap_or(Value::Null);
+            self.expire(id, tool, now.duration_since(pending.started))
+                .await;
+        }
         let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
             .into_iter()
             .partition(|h| h.deadline <= now);
@@ -755,6 +827,26 @@ impl Bridge {
     }
 }
 
+/// For a `tools/call` of one of the relay's chat tools: the tool's name and how long its answer
+/// may take. `wait_for_message` waits up to its `timeout_secs` (clamped as the relay clamps
+/// it) before answering; a value that is not a whole number of seconds gets the longest wait,
+/// so that the bridge never gives up before the relay would answer.
+fn chat_call_limit(message: &Value) -> Option<(&'static str, Duration)> {
+    if message["method"] != "tools/call" {
+        return None;
+    }
+    let name = message["params"]["name"].as_str()?;
+    let tool = tools::TOOL_NAMES.into_iter().find(|t| *t == name)?;
+    if tool != tools::WAIT_FOR_MESSAGE {
+        return Some((tool, CHAT_CALL_DEADLINE));
+    }
+    let asked = match &message["params"]["arguments"]["timeout_secs"] {
+        Value::Null => None,
+        value => Some(value.as_u64().unwrap_or(u64::MAX)),
+    };
+    Some((tool, tools::wait_duration(asked) + WAIT_CALL_MARGIN))
+}
+
 /// The contract's tool list as a `tools/list` result.
 pub fn contract_tools() -> Value {
     json!({ "tools": tools::tool_definitions() })
@@ -792,4 +884,47 @@ fn channel_push(event: &ChatEvent) -> Value {
         "method": CHANNEL_METHOD,
         "params": { "content": content, "meta": meta },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, arguments: Value) -> Value {
+        json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": name, "arguments": arguments },
+        })
+    }
+
+    #[test]
+    fn chat_tools_get_deadlines_and_other_calls_none() {
+        let limit = |m: &Value| chat_call_limit(m).map(|(tool, d)| (tool, d.as_secs()));
+        assert_eq!(
+            limit(&call("send_message", json!({ "text": "hi" }))),
+            Some(("send_message", 20))
+        );
+        assert_eq!(
+            limit(&call("chat_status", json!({}))),
+            Some(("chat_status", 20))
+        );
+        let wait = |args| limit(&call("wait_for_message", args)).unwrap().1;
+        assert_eq!(wait(json!({ "timeout_secs": 5 })), 5 + 15);
+        assert_eq!(wait(json!({})), mcp_chat::limits::DEFAULT_WAIT_SECS + 15);
+        assert_eq!(
+            wait(json!({ "timeout_secs": 3600 })),
+            mcp_chat::limits::MAX_WAIT_SECS + 15
+        );
+        assert_eq!(
+            wait(json!({ "timeout_secs": 2.5 })),
+            mcp_chat::limits::MAX_WAIT_SECS + 15
+        );
+        assert_eq!(wait(Value::Null), mcp_chat::limits::DEFAULT_WAIT_SECS + 15);
+        // A tool of some other server, and requests that are not tool calls, have no bound.
+        assert_eq!(limit(&call("long_build", json!({}))), None);
+        assert_eq!(
+            limit(&json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/read" })),
+            None
+        );
+    }
 }

@@ -421,7 +421,7 @@ pub(crate) fn result_text(result: &Value) -> String {
 /// the call gets a tool error at once that names the relay and says the message may or may not
 /// have arrived; the relay got each message once (B sees it once), and A's next call works. A
 /// push cut mid-frame on the SSE stream is delivered after the stream is re-attached, once.
-/// (A cut inside the SSE body of a POST response is another matter: see the report.)
+/// (A cut inside the SSE body of a POST response: see the next test.)
 #[tokio::test]
 async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
     let relay = Relay::start().await;
@@ -488,6 +488,109 @@ async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
     assert!(got, "{}", a.stderr());
     assert_eq!(received(&seen), ["through a cut"]);
     figure("truncation", "push cut mid-frame to delivered", recovered);
+}
+
+/// A's POST response to `send_message` is cut inside its SSE body (after rmcp's priming event,
+/// before or inside the frame carrying the result; three cut points, side by side). rmcp's
+/// server keeps no replay of a request it has answered, so the client's resume of that stream
+/// gets nothing, forever: the bridge gives up on a chat tool's answer after 20 s, answers the
+/// host with a tool error that says the message may or may not have been sent, and cancels the
+/// call at the relay (which also stops rmcp's resume attempts). The relay took the message
+/// once; the next call works.
+#[tokio::test]
+async fn a_tool_result_cut_inside_the_sse_body_is_answered_within_its_deadline() {
+    let (a, b, c) = tokio::join!(
+        send_cut_in_sse_body(200),
+        send_cut_in_sse_body(260),
+        send_cut_in_sse_body(330),
+    );
+    eprintln!("FIGURE truncation in the SSE body: {a}; {b}; {c}");
+}
+
+/// One `send_message` whose response is cut after `cut` bytes (A behind a proxy to its own
+/// relay); checks what A's host is told and what B gets. Returns the figure.
+async fn send_cut_in_sse_body(cut: usize) -> String {
+    let relay = Relay::start().await;
+    let proxy = FaultProxy::start(relay.addr).await;
+    // No pings: they would take the cut meant for the tool call.
+    let env = [("MCP_CHAT_PING_SECS", "60")];
+    let name = format!("truncbody{cut}");
+    let (mut a, mut b) = pair(&proxy.url, &relay.url, &name, &env, &[]).await;
+    let text = format!("cut-{cut}");
+    proxy.set(Mode::TruncateAfter(cut));
+    let id = 700;
+    a.send(json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": { "name": "send_message", "arguments": { "text": text } }
+    }))
+    .await;
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    // The deadline is 20 s, checked every 200 ms.
+    let answered = read_until(&mut a, &mut seen, Duration::from_secs(25), |s| {
+        s.iter().any(|m| m["id"] == id)
+    })
+    .await;
+    let took = started.elapsed();
+    proxy.pass();
+    assert!(
+        answered,
+        "cut after {cut} bytes: no answer within 25 s (truncated {})\n{}",
+        proxy.truncated(),
+        a.stderr()
+    );
+    let result = seen.iter().find(|m| m["id"] == id).unwrap()["result"].clone();
+    let failed = result["isError"] == true;
+    let resumes = || a.stderr().matches("sse stream ended gracefully").count();
+    let resumed = resumes();
+    if failed {
+        let why = result_text(&result);
+        assert!(why.contains(&proxy.url), "names the relay: {why}");
+        assert!(why.contains("did not answer send_message in time"), "{why}");
+        assert!(why.contains("may or may not have taken effect"), "{why}");
+        assert!(
+            why.contains("check with get_messages before resending"),
+            "{why}"
+        );
+        assert!(
+            took >= Duration::from_secs(19) && took < Duration::from_secs(23),
+            "cut after {cut}: given up at the 20 s deadline: {took:?}"
+        );
+        assert!(
+            a.stderr()
+                .contains("did not answer a chat tool call in time"),
+            "logged"
+        );
+    } else {
+        assert_eq!(result["structuredContent"]["delivered_to"], 1, "{result}");
+    }
+    // The relay took it once, whatever A's host was told.
+    let got = b
+        .notification_where("message.received", |p| p["text"] == text)
+        .await;
+    assert_eq!(got["message_seq"], 1, "{got}");
+    // The cancellation ended rmcp's resume attempts of the dead stream (one every 500 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        resumes() <= resumed + 1,
+        "cut after {cut}: resumes go on: {resumed} then {}",
+        resumes()
+    );
+    // And A works again at once.
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "in_room", "{status}\n{}", a.stderr());
+    let extra = b.drain(Duration::from_millis(500)).await;
+    assert!(
+        received(&extra).is_empty(),
+        "nothing arrived twice: {:?}",
+        received(&extra)
+    );
+    assert!(proxy.truncated() >= 1, "the cut hit the call");
+    format!(
+        "cut after {cut} B: {} in {} ms ({resumed} resume attempts before)",
+        if failed { "tool error" } else { "result" },
+        took.as_millis()
+    )
 }
 
 /// What a broken relay does to every request.
