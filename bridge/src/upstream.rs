@@ -12,7 +12,12 @@
 //!   exponential backoff and jitter; when the transport itself ends it builds a new one;
 //! - every new relay session it opens carries the `seq` of the newest chat event received
 //!   (`mcp-chat-last-seq`), so the relay (another node, or a restarted one) resumes its pushes
-//!   from what actually arrived.
+//!   from what actually arrived;
+//! - when the bridge has no room for a relay message (its host stops reading stdout), it holds
+//!   that one message and stops reading the relay — the backpressure — but keeps its timer and
+//!   the queue to the relay going, and keeps the relay session alive with pings sent straight
+//!   over HTTP (see [`RelayClient::keepalive`]), so a host that stops reading does not lose its
+//!   seat.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +53,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Most bytes read of the answer to a keepalive ping (a ping answer is a few hundred).
+const KEEPALIVE_MAX_BYTES: usize = 64 * 1024;
 
 /// The `seq` of the newest chat event received from the relay; 0 until the first one. The bridge
 /// writes it as events arrive, the connection reads it whenever it opens a relay session.
@@ -107,7 +114,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             connected = connect(&settings, url, &identity, &last_seq, &init_params) => connected,
         };
-        let (mut transport, server) = match connected {
+        let (mut transport, client, server) = match connected {
             Ok(connected) => connected,
             Err(cause) => {
                 let cause = if settings.relay_urls.len() > 1 {
@@ -129,26 +136,47 @@ pub async fn run(
         };
         backoff.reset();
         tracing::info!(relay = %url, "connected to the relay");
-        let _ = events
-            .send(UpstreamEvent::Connected {
+        // What the bridge has no room for yet: at most one report. While one waits, the reports'
+        // sources (the relay's messages, the send failures) are not read: that is the
+        // backpressure, through rmcp's bounded queues and TCP to the relay, and it keeps the
+        // memory bounded. The ping timer and the queue to the relay go on meanwhile.
+        let mut waiting = offer(
+            &events,
+            UpstreamEvent::Connected {
                 server: server.clone(),
                 restored: was_connected,
-            })
-            .await;
+            },
+        );
         was_connected = true;
 
         let (failures_tx, mut failures) = mpsc::channel::<(Option<Value>, String)>(64);
         let mut healthy = true;
         let mut outstanding_ping: Option<(String, Instant)> = None;
         let mut next_ping = tokio::time::Instant::now() + settings.ping_interval;
+        // Since when the bridge has been reading the relay's messages: a ping's answer comes
+        // among them, so a ping counts as unanswered only for time they could have been read.
+        let mut reading_since = Instant::now();
+        // The keepalive ping in flight while the bridge is blocked (one at a time).
+        let mut keepalive: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
+                    if let Some(task) = keepalive.take() {
+                        task.abort();
+                    }
                     // Closing the transport sends DELETE: the partner learns at once.
                     let _ = tokio::time::timeout(Duration::from_secs(3), transport.close()).await;
                     return;
                 }
-                message = transport.receive() => {
+                permit = events.reserve(), if waiting.is_some() => {
+                    // A bridge that is gone takes nothing more; the shutdown comes next.
+                    if let (Ok(permit), Some(event)) = (permit, waiting.take()) {
+                        permit.send(event);
+                    }
+                    waiting = None;
+                    reading_since = Instant::now();
+                }
+                message = transport.receive(), if waiting.is_none() => {
                     let Some(message) = message else {
                         let cause = "the connection to the relay closed".to_owned();
                         let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: true }).await;
@@ -162,19 +190,18 @@ pub async fn run(
                             if !healthy {
                                 healthy = true;
                                 backoff.reset();
-                                let _ = events
-                                    .send(UpstreamEvent::Connected { server: server.clone(), restored: true })
-                                    .await;
+                                let restored = UpstreamEvent::Connected { server: server.clone(), restored: true };
+                                waiting = offer(&events, restored);
                             }
                         }
                         continue;
                     }
-                    let _ = events.send(UpstreamEvent::Message(value)).await;
+                    waiting = offer(&events, UpstreamEvent::Message(value));
                 }
                 Some(value) = outgoing.recv() => {
                     send(&mut transport, value, &failures_tx);
                 }
-                Some((id, cause)) = failures.recv() => {
+                Some((id, cause)) = failures.recv(), if waiting.is_none() => {
                     let is_ping = id
                         .as_ref()
                         .and_then(Value::as_str)
@@ -184,7 +211,16 @@ pub async fn run(
                         if outstanding_ping.as_ref().map(|(p, _)| json!(p)) != id {
                             continue;
                         }
-                        outstanding_ping = None;
+                        let blocked_meanwhile = outstanding_ping
+                            .take()
+                            .is_some_and(|(_, sent)| sent < reading_since);
+                        if blocked_meanwhile {
+                            // The bridge was blocked during this ping's life, and rmcp's worker,
+                            // waiting for room toward it, may have held the ping back until its
+                            // send bound ran out: no verdict on the link. Ask again now.
+                            next_ping = tokio::time::Instant::now();
+                            continue;
+                        }
                         if settings.relay_urls.len() > 1 {
                             // rmcp would retry this node forever; another node can serve now.
                             node += 1;
@@ -194,17 +230,31 @@ pub async fn run(
                         }
                         if healthy {
                             healthy = false;
-                            let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: false }).await;
+                            waiting = offer(&events, UpstreamEvent::Lost { cause, transport_gone: false });
                         }
                         // Try again soon, backing off, to notice the relay's return.
                         next_ping = tokio::time::Instant::now() + backoff.next();
                     } else {
-                        let _ = events.send(UpstreamEvent::SendFailed { id, cause }).await;
+                        waiting = offer(&events, UpstreamEvent::SendFailed { id, cause });
                     }
                 }
                 _ = tokio::time::sleep_until(next_ping) => {
+                    if waiting.is_some() {
+                        // The bridge is blocked (its host is not reading): it is not reading the
+                        // relay either, so no ping can be answered, and a ping through rmcp would
+                        // not even leave (rmcp's worker waits for room toward us before it makes
+                        // another request). Nothing is judged; the relay gets a ping straight
+                        // over HTTP, which keeps the session from going idle.
+                        if keepalive.as_ref().is_none_or(|task| task.is_finished()) {
+                            ping_counter += 1;
+                            let id = format!("{INTERNAL_ID_PREFIX}keepalive-{ping_counter}");
+                            keepalive = Some(tokio::spawn(keep_alive(client.clone(), id)));
+                        }
+                        next_ping = tokio::time::Instant::now() + settings.ping_interval;
+                        continue;
+                    }
                     if let Some((_, sent)) = &outstanding_ping {
-                        if sent.elapsed() < PING_TIMEOUT {
+                        if (*sent).max(reading_since).elapsed() < PING_TIMEOUT {
                             next_ping = tokio::time::Instant::now() + Duration::from_millis(250);
                             continue;
                         }
@@ -217,7 +267,7 @@ pub async fn run(
                         }
                         if healthy {
                             healthy = false;
-                            let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: false }).await;
+                            waiting = offer(&events, UpstreamEvent::Lost { cause, transport_gone: false });
                         }
                     }
                     ping_counter += 1;
@@ -228,6 +278,14 @@ pub async fn run(
                     next_ping = tokio::time::Instant::now() + wait;
                 }
             }
+        }
+        if let Some(task) = keepalive.take() {
+            task.abort();
+        }
+        // Reports keep their order: what was waiting goes before the loss. (The loop leaves only
+        // where nothing waits; this is for safety.)
+        if let Some(event) = waiting.take() {
+            let _ = events.send(event).await;
         }
         close(&mut transport).await;
         // What was queued for the dead connection must not reach the next one: the bridge has
@@ -243,6 +301,24 @@ pub async fn run(
             return;
         }
         continue 'connect;
+    }
+}
+
+/// Hands `event` to the bridge if it has room; otherwise returns it, to wait.
+fn offer(events: &mpsc::Sender<UpstreamEvent>, event: UpstreamEvent) -> Option<UpstreamEvent> {
+    match events.try_send(event) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+        Err(mpsc::error::TrySendError::Full(event)) => Some(event),
+    }
+}
+
+/// One keepalive ping, bounded by [`SEND_TIMEOUT`]; its outcome is only logged (it says nothing
+/// about whether the bridge could read an answer through rmcp).
+async fn keep_alive(client: RelayClient, id: String) {
+    match tokio::time::timeout(SEND_TIMEOUT, client.keepalive(&id)).await {
+        Ok(Ok(())) => tracing::debug!(%id, "keepalive ping answered while the host is not reading"),
+        Ok(Err(cause)) => tracing::warn!(%id, "keepalive ping failed: {cause}"),
+        Err(_) => tracing::warn!(%id, "keepalive ping not answered within {SEND_TIMEOUT:?}"),
     }
 }
 
@@ -288,20 +364,20 @@ fn send(
     });
 }
 
-/// A new transport that completed the handshake within [`HANDSHAKE_TIMEOUT`], with the relay's
-/// `initialize` result.
+/// A new transport that completed the handshake within [`HANDSHAKE_TIMEOUT`], with its HTTP client
+/// (for keepalive pings) and the relay's `initialize` result.
 async fn connect(
     settings: &Settings,
     url: &str,
     identity: &str,
     last_seq: &LastSeq,
     init_params: &Value,
-) -> Result<(RelayTransport, Value), String> {
-    let mut transport = build_transport(settings, url, identity, last_seq)?;
+) -> Result<(RelayTransport, RelayClient, Value), String> {
+    let (mut transport, client) = build_transport(settings, url, identity, last_seq)?;
     let cause =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, init_params)).await
         {
-            Ok(Ok(server)) => return Ok((transport, server)),
+            Ok(Ok(server)) => return Ok((transport, client, server)),
             Ok(Err(cause)) => cause,
             Err(_) => {
                 format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}")
@@ -322,7 +398,7 @@ pub(crate) async fn probe(settings: &Settings) -> Result<Value, String> {
     });
     // A new identity has received nothing: no resume point.
     let last_seq = LastSeq::default();
-    let (mut transport, server) =
+    let (mut transport, _, server) =
         connect(settings, &settings.relay_url, &identity, &last_seq, &params).await?;
     close(&mut transport).await;
     Ok(server)
@@ -368,7 +444,7 @@ fn build_transport(
     url: &str,
     identity: &str,
     last_seq: &LastSeq,
-) -> Result<RelayTransport, String> {
+) -> Result<(RelayTransport, RelayClient), String> {
     let mut headers = HashMap::new();
     for (name, value) in &settings.headers {
         headers.insert(name.clone(), value.clone());
@@ -414,8 +490,10 @@ fn build_transport(
     let client = RelayClient {
         http: client,
         last_seq: last_seq.clone(),
+        route: Arc::default(),
     };
-    Ok(StreamableHttpClientTransport::with_client(client, config))
+    let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
+    Ok((transport, client))
 }
 
 /// reqwest, adding `mcp-chat-last-seq` to the POSTs that open a session (`initialize` and
@@ -423,13 +501,90 @@ fn build_transport(
 /// value of the moment each is sent. Fixed transport headers would not do: rmcp re-initializes an
 /// expired session by itself (a restarted relay, or another node behind a load balancer) with the
 /// headers the transport was built with, so the relay would get a stale resume point or none.
+///
+/// It also remembers how the current session is reached, for [`RelayClient::keepalive`].
 #[derive(Clone)]
 struct RelayClient {
     http: reqwest::Client,
     last_seq: LastSeq,
+    /// The last POST rmcp made on a session; shared by the clones (rmcp's and the loop's).
+    route: Arc<std::sync::Mutex<Option<SessionRoute>>>,
+}
+
+/// Where and how rmcp reaches the relay session: URL, session id, token and headers.
+#[derive(Clone)]
+struct SessionRoute {
+    uri: Arc<str>,
+    session_id: Arc<str>,
+    auth_header: Option<String>,
+    headers: HashMap<HeaderName, HeaderValue>,
 }
 
 impl RelayClient {
+    /// Remembers the session a POST goes to. Its headers are the transport's (identity, the
+    /// user's extra headers) and `MCP-Protocol-Version`: rmcp adds per-message headers only from
+    /// protocol 2026-07-28 on, newer than any the contract (and so the bridge) negotiates, so
+    /// they are the headers of a ping as well.
+    fn note_route(
+        &self,
+        uri: &Arc<str>,
+        session_id: &Option<Arc<str>>,
+        auth_header: &Option<String>,
+        headers: &HashMap<HeaderName, HeaderValue>,
+    ) {
+        let Some(session_id) = session_id else { return };
+        let route = SessionRoute {
+            uri: uri.clone(),
+            session_id: session_id.clone(),
+            auth_header: auth_header.clone(),
+            headers: headers.clone(),
+        };
+        if let Ok(mut slot) = self.route.lock() {
+            *slot = Some(route);
+        }
+    }
+
+    /// Sends the relay session a `ping` as a POST of its own, outside rmcp's transport, and
+    /// reads the (small) answer. Any request keeps a session from going idle at the relay; this
+    /// one gets there while rmcp's worker is stuck waiting for room toward the bridge, which
+    /// would hold back a ping sent through it.
+    async fn keepalive(&self, id: &str) -> Result<(), String> {
+        let route = self.route.lock().ok().and_then(|slot| slot.clone());
+        let Some(route) = route else {
+            return Err("no relay session yet".to_owned());
+        };
+        let body = serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": "ping" }))
+            .map_err(|e| e.to_string())?;
+        let mut request = self
+            .http
+            .post(route.uri.as_ref())
+            .header(http::header::ACCEPT, "text/event-stream, application/json")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("mcp-session-id", route.session_id.as_ref())
+            .body(body);
+        if let Some(token) = &route.auth_header {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in route.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send().await.map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        // To its end, so that the connection goes back to the pool; never more than a bound.
+        let mut read = 0;
+        while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+            read += chunk.len();
+            if read > KEEPALIVE_MAX_BYTES {
+                break;
+            }
+        }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+
     fn headers_for(
         &self,
         message: &ClientJsonRpcMessage,
@@ -471,6 +626,7 @@ impl StreamableHttpClient for RelayClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.note_route(&uri, &session_id, &auth_header, &custom_headers);
         let headers = self.headers_for(&message, &session_id, custom_headers);
         self.http
             .post_message(uri, message, session_id, auth_header, headers)
@@ -486,6 +642,7 @@ impl StreamableHttpClient for RelayClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.note_route(&uri, &session_id, &auth_header, &custom_headers);
         let headers = self.headers_for(&message, &session_id, custom_headers);
         self.http
             .post_message_with_max_sse_event_size(

@@ -142,7 +142,7 @@ pub(crate) fn texts(prefix: &str, n: usize) -> Vec<String> {
 /// reset 3–5 times at random moments (seed printed). What the design promises, and this
 /// checks: pushes are never repeated and never out of order (the bridge drops replays), and
 /// `wait_for_message` returns every message exactly once, in order, including any push the
-/// cuts swallowed. (A push can be missed: see `faults_open.rs` and docs/reliability.md.)
+/// cuts swallowed. (A push can be missed: see docs/reliability.md.)
 #[tokio::test]
 async fn sse_stream_cut_at_random_points_loses_and_repeats_nothing() {
     let (mut rng, seed) = Rng::from_env();
@@ -742,17 +742,28 @@ async fn metric(relay: &Relay, name: &str) -> u64 {
 /// A's host stops reading the bridge's stdout while B floods it (1,000 messages, within the
 /// relay's limits), for 9 s. The bridge stays alive and its memory bounded, the relay keeps A
 /// (default idle timeout), and once the host reads again `wait_for_message` returns every
-/// message once, in order. (With an idle timeout shorter than the deafness the relay times A
-/// out: the bridge stops pinging while its host does not read; see `faults_open.rs`.)
+/// message once, in order.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_host_that_stops_reading_stdout_leaves_the_bridge_bounded_and_loses_nothing() {
-    deaf_host(None).await;
+    deaf_host(None, Duration::from_secs(9)).await;
 }
 
-/// The deaf-host case; `idle_timeout` overrides the relay's (its grace period is 3 s).
+/// The deaf-host case with a relay idle timeout (4 s) plus grace (3 s) far shorter than the
+/// host's deafness (17 s, longer than the bridge's ping timeout, 10 s, and than a ping's send
+/// bound, 15 s): the relay keeps A all along (the bridge, blocked, pings it straight over
+/// HTTP), B is never told A left, and A's host is never told the connection was lost (a ping
+/// the bridge could not read the answer of says nothing about the link).
 #[cfg(target_os = "linux")]
-pub(crate) async fn deaf_host(idle_timeout: Option<Duration>) {
+#[tokio::test]
+async fn a_deaf_host_keeps_its_seat_past_the_relay_idle_timeout() {
+    deaf_host(Some(Duration::from_secs(4)), Duration::from_secs(17)).await;
+}
+
+/// The deaf-host case: the host does not read for `deaf_for`; `idle_timeout` overrides the
+/// relay's (its grace period is 3 s).
+#[cfg(target_os = "linux")]
+pub(crate) async fn deaf_host(idle_timeout: Option<Duration>, deaf_for: Duration) {
     const FLOOD: usize = 1000;
     let relay = Relay::start_with("127.0.0.1:0".parse().unwrap(), |c| {
         c.inbox_capacity = 4096;
@@ -788,7 +799,7 @@ pub(crate) async fn deaf_host(idle_timeout: Option<Duration>) {
     }
     let flooded = started.elapsed();
     // Stay deaf past the relay's idle timeout plus its grace period.
-    let deaf_until = started + Duration::from_secs(9);
+    let deaf_until = started + deaf_for;
     while Instant::now() < deaf_until {
         rss_max = rss_max.max(vm_rss_kib(pid));
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -819,6 +830,12 @@ pub(crate) async fn deaf_host(idle_timeout: Option<Duration>) {
     for text in &pushed {
         assert!(rest.any(|s| s == text), "pushes in order, none twice");
     }
+    let lost = bridge_logs(&backlog, "lost the connection");
+    assert!(
+        lost.is_empty(),
+        "no loss reported: {lost:?}\n{}",
+        a.stderr()
+    );
     let mut unread: Vec<String> = Vec::new();
     for _ in 0..(FLOOD / 100 + 5) {
         let out = a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
@@ -834,11 +851,18 @@ pub(crate) async fn deaf_host(idle_timeout: Option<Duration>) {
     }
     assert_eq!(unread.len(), FLOOD, "every message unread once");
     assert!(unread == sent, "in order");
+    let lost = bridge_logs(&a.backlog, "lost the connection");
+    assert!(
+        lost.is_empty(),
+        "no loss reported: {lost:?}\n{}",
+        a.stderr()
+    );
     let drained = resumed.elapsed();
     eprintln!(
-        "FIGURE deaf_host: {FLOOD} messages in {} ms; bridge RSS {rss_before} KiB -> at most \
+        "FIGURE deaf_host: deaf {} s, relay idle timeout {idle_timeout:?}: {FLOOD} messages in {} ms; bridge RSS {rss_before} KiB -> at most \
          {rss_max} KiB (+{grown_kib} KiB); {} of {FLOOD} pushes reached the host, relay push \
          timeouts {push_timeouts}; backlog + {FLOOD} unread read back in {} ms",
+        deaf_for.as_secs(),
         flooded.as_millis(),
         pushed.len(),
         drained.as_millis()
