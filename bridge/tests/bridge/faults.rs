@@ -142,7 +142,7 @@ pub(crate) fn texts(prefix: &str, n: usize) -> Vec<String> {
 /// reset 3–5 times at random moments (seed printed). What the design promises, and this
 /// checks: pushes are never repeated and never out of order (the bridge drops replays), and
 /// `wait_for_message` returns every message exactly once, in order, including any push the
-/// cuts swallowed. (A push can be missed: see docs/reliability.md.)
+/// cuts swallowed. (A push can be missed: see `faults_relay_pending.rs` and docs/reliability.md.)
 #[tokio::test]
 async fn sse_stream_cut_at_random_points_loses_and_repeats_nothing() {
     let (mut rng, seed) = Rng::from_env();
