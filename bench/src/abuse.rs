@@ -87,6 +87,8 @@ pub struct AbuseParams {
     pub slow_reader_message_bytes: usize,
     /// Slowloris connections.
     pub slowloris: usize,
+    /// Rounds of abuse (each: abusers start, a window, abusers stop, recovery).
+    pub rounds: usize,
     /// Smoke mode: also fail on any victim error and any abuser outcome not expected.
     pub strict: bool,
 }
@@ -357,6 +359,43 @@ pub async fn abuse(env: &Env, params: &AbuseParams) -> Result<AbuseReportBox, Be
         .await,
     );
 
+    // Further rounds, on the same relay: does memory come back to the same level each time
+    // (allocator reuse), or climb round after round (something kept)?
+    let mut abuser_outcomes = abuser_outcomes;
+    let mut abuse_secs = abuse_secs;
+    let mut extra_phases = Vec::new();
+    for round in 2..=params.rounds {
+        let base = first_abuser + (round as u32 - 1) * 100_000;
+        let abusers = start_abusers(env, &server, addr, params, base).await;
+        tokio::time::sleep(Duration::from_secs(1).min(params.window)).await;
+        eprintln!("round {round}: victims with every abuser");
+        let start = Mark::now(env.clock, &server);
+        tokio::time::sleep(params.window).await;
+        let end = Mark::now(env.clock, &server);
+        relay.push(reading(env, &server, &format!("after phase 2, round {round}")).await);
+        let (outcomes, _, secs) = stop_abusers(env, &server, abusers).await;
+        for (abuser, counts) in outcomes {
+            let merged = abuser_outcomes.entry(abuser).or_default();
+            for (outcome, n) in counts {
+                *merged.entry(outcome).or_default() += n;
+            }
+        }
+        abuse_secs += secs;
+        extra_phases.push((format!("abused (round {round})"), start, end));
+        tokio::time::sleep(params.recovery).await;
+        relay.push(
+            reading(
+                env,
+                &server,
+                &format!(
+                    "{:.0} s after round {round} stopped",
+                    params.recovery.as_secs_f64()
+                ),
+            )
+            .await,
+        );
+    }
+
     let witnesses_held_secs = witnesses_opened.elapsed().as_secs_f64();
     let mut witnesses_open_at_end = 0;
     for stream in &mut witnesses {
@@ -372,18 +411,19 @@ pub async fn abuse(env: &Env, params: &AbuseParams) -> Result<AbuseReportBox, Be
     drain(&participants, accepted(&sent), DRAIN_PATIENCE).await;
     let judged = env.clock.now_ns();
     let phases: Vec<Phase> = [
-        ("alone", alone_start, alone_end),
-        ("abused", abused_start, abused_end),
-        ("recovery", recovery_start, recovery_end),
+        ("alone".to_owned(), alone_start, alone_end),
+        ("abused".to_owned(), abused_start, abused_end),
+        ("recovery".to_owned(), recovery_start, recovery_end),
     ]
     .into_iter()
+    .chain(extra_phases)
     .map(|(name, start, end)| {
         let window = start.ns..end.ns;
         let (started, failed) = counted_in(&sent, &window);
         let stats = judge(&participants, &window, started, failed, judged);
         let secs = (end.at - start.at).as_secs_f64();
         Phase {
-            name: name.to_owned(),
+            name,
             secs,
             sent_per_sec: stats.sent as f64 / secs,
             delivered_per_sec: stats.delivered as f64 / secs,

@@ -239,6 +239,10 @@ struct AbuseArgs {
     /// Connections sending a partial request header and then nothing.
     #[arg(long, default_value_t = 1000)]
     slowloris: usize,
+    /// Rounds of abuse on the same relay (each: abusers start, a window, abusers stop,
+    /// recovery); more than one shows whether memory comes back to the same level.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 #[derive(Debug, Args)]
@@ -454,6 +458,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                     slow_readers: a.slow_readers,
                     slow_reader_message_bytes: a.slow_reader_message_bytes,
                     slowloris: a.slowloris,
+                    rounds: a.rounds.max(1),
                     strict: false,
                 },
             )

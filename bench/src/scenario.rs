@@ -768,6 +768,7 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
                 slow_readers: 2,
                 slow_reader_message_bytes: 2000,
                 slowloris: 20,
+                rounds: 1,
                 strict: true,
             },
         )
