@@ -13,6 +13,8 @@ cd "$(dirname "$0")"
 secs="${FUZZ_SECS:-30}"
 targets="${*:-contract_events bridge_stdio relay_requests}"
 host=$(rustc -vV | sed -n 's/^host: //p')
+CARGO_TARGET_DIR="$(pwd)/target"
+export CARGO_TARGET_DIR
 
 # What cargo-fuzz passes with `--sanitizer none` (coverage counters, compare tracing, the
 # `fuzzing` cfg, debug assertions). --target keeps these flags off build scripts and proc macros.
