@@ -275,7 +275,15 @@ impl Client {
             },
         });
         let headers = self.base_headers(false);
-        let response = self.request("POST", &headers, init.to_string().as_bytes());
+        // Inputs can open sessions up to the relay's cap (then 503) until they are reaped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(12);
+        let response = loop {
+            let response = self.request("POST", &headers, init.to_string().as_bytes());
+            if response.status != 503 || std::time::Instant::now() > deadline {
+                break response;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert_eq!(response.status, 200, "initialize failed");
         let id = response
             .header("mcp-session-id")
