@@ -603,15 +603,22 @@ impl RelayClient {
             }
             _ => false,
         };
+        if opens_session {
+            self.add_last_seq(&mut headers);
+        }
+        headers
+    }
+
+    /// Adds `mcp-chat-last-seq` with the newest event received so far. Before the first event
+    /// there is nothing to resume from: the relay's own view stands.
+    fn add_last_seq(&self, headers: &mut HashMap<HeaderName, HeaderValue>) {
         let seq = self.last_seq.load(Ordering::Relaxed);
-        // Before the first event there is nothing to resume from: the relay's own view stands.
-        if opens_session && seq > 0 {
+        if seq > 0 {
             headers.insert(
                 HeaderName::from_static(mcp_chat::protocol::LAST_SEQ_HEADER),
                 HeaderValue::from(seq),
             );
         }
-        headers
     }
 }
 
@@ -676,6 +683,10 @@ impl StreamableHttpClient for RelayClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        // Re-attaching the stream: the relay pushes again from what arrived, beyond what its
+        // replay cache for `Last-Event-ID` still holds.
+        let mut custom_headers = custom_headers;
+        self.add_last_seq(&mut custom_headers);
         self.http
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
@@ -690,6 +701,8 @@ impl StreamableHttpClient for RelayClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        let mut custom_headers = custom_headers;
+        self.add_last_seq(&mut custom_headers);
         self.http
             .get_stream_with_max_sse_event_size(
                 uri,

@@ -9,7 +9,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
-use mcp_chat::protocol::{IDENTITY_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS};
+use mcp_chat::protocol::{
+    IDENTITY_HEADER, LAST_SEQ_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS,
+};
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpService;
 
@@ -80,6 +82,17 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
         if deleting {
             // Read by the session manager while rmcp closes the session for this DELETE.
             node.sessions.mark_explicit_end(id, true);
+        }
+        if request.method() == Method::GET
+            && request.headers().contains_key(IDENTITY_HEADER)
+            && let Some(claim) = request
+                .headers()
+                .get(LAST_SEQ_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            // Read by the session manager once this GET's stream is attached.
+            node.sessions.set_resume_claim(id, claim);
         }
     }
     let request = if request.method() == Method::POST {

@@ -44,6 +44,7 @@ pub async fn run_pusher(
 ) {
     let mut changes = node.store.watch(&who);
     changes.borrow_and_update();
+    let rewind = node.sessions.rewind(&session);
     // Resume after what the client has, or else after the last event pushed to any session of
     // this participant: a client that comes back with a new session (on this node or another)
     // gets what happened while it was away.
@@ -71,6 +72,11 @@ pub async fn run_pusher(
                 if stop.is_cancelled() {
                     return;
                 }
+                if let Some(claim) = rewind.take() {
+                    // The client re-attached its stream: push again from what it has.
+                    pushed = pushed.min(claim);
+                    break;
+                }
                 let log = node.sessions.mirrors_events(&session);
                 if !push_event(&node, &peer, &event, log).await {
                     return;
@@ -97,6 +103,12 @@ pub async fn run_pusher(
         closed = tokio::select! {
             _ = stop.cancelled() => return,
             changed = changes.changed() => changed.is_err(),
+            claim = rewind.next() => {
+                // The client re-attached its stream and says what it has: what rmcp's replay
+                // cache no longer holds is pushed again (the client drops repeats by seq).
+                pushed = pushed.min(claim);
+                false
+            }
         };
     }
 }

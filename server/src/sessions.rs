@@ -23,6 +23,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::session::{
     RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
 };
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{ChatStore, ParticipantKey};
@@ -63,6 +64,12 @@ struct SessionEntry {
     /// Cancelled when the session closes or another session takes its participant over; stops
     /// the session's pusher.
     pusher: CancellationToken,
+    /// The newest event the client says it has, from the GET that is re-attaching its stream.
+    resume_claim: Option<u64>,
+    /// That claim once the stream is attached, for the pusher to act on.
+    ready_claim: Option<u64>,
+    /// Wakes the session's pusher to push again from `resume_claim` (see [`Rewind`]).
+    rewind: Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +109,9 @@ fn new_entry() -> SessionEntry {
         log_rank: INFO_RANK,
         mirror_events: true,
         pusher: CancellationToken::new(),
+        resume_claim: None,
+        ready_claim: None,
+        rewind: Arc::new(Notify::new()),
     }
 }
 
@@ -243,6 +253,40 @@ impl SessionRegistry {
             .is_some()
     }
 
+    /// Records the newest event the client of a session says it has, from a GET that opens its
+    /// standalone stream again.
+    pub fn set_resume_claim(&self, id: &str, seq: u64) {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.resume_claim = Some(seq);
+        }
+    }
+
+    /// The signal a session's pusher follows to push again from what its client has.
+    pub fn rewind(self: &Arc<Self>, id: &SessionId) -> Rewind {
+        let notify = self
+            .lock()
+            .sessions
+            .get(id)
+            .map(|entry| entry.rewind.clone())
+            .unwrap_or_default();
+        Rewind {
+            registry: self.clone(),
+            id: id.clone(),
+            notify,
+        }
+    }
+
+    /// After a GET re-attached a session's stream: wakes its pusher if the client said what it
+    /// has.
+    fn stream_reattached(&self, id: &SessionId) {
+        if let Some(entry) = self.lock().sessions.get_mut(id)
+            && let Some(claim) = entry.resume_claim.take()
+        {
+            entry.ready_claim = Some(claim);
+            entry.rewind.notify_one();
+        }
+    }
+
     /// Stops mirroring chat events as logging notifications to a session whose client renders
     /// the custom notifications itself.
     pub fn stop_event_mirror(&self, id: &str) {
@@ -341,6 +385,40 @@ impl SessionRegistry {
             }
         }
         sweep
+    }
+}
+
+/// A pusher's view of the re-attachments of its session's stream.
+///
+/// rmcp replays a re-attached stream from its own cache of the last few notifications, which
+/// a long outage outruns; the inbox keeps far more. So when the client says which event it has
+/// (`mcp-chat-last-seq` on the GET), the pusher pushes again from there.
+#[derive(Debug)]
+pub struct Rewind {
+    registry: Arc<SessionRegistry>,
+    id: SessionId,
+    notify: Arc<Notify>,
+}
+
+impl Rewind {
+    /// Waits for the next re-attachment with a claim, and returns the claim.
+    pub async fn next(&self) -> u64 {
+        loop {
+            self.notify.notified().await;
+            if let Some(claim) = self.take() {
+                return claim;
+            }
+        }
+    }
+
+    /// The claim of a re-attachment not acted on yet, if any (checked between two pushes, so
+    /// that a rewind takes effect at once rather than after a burst of newer events).
+    pub fn take(&self) -> Option<u64> {
+        self.registry
+            .lock()
+            .sessions
+            .get_mut(&self.id)
+            .and_then(|entry| entry.ready_claim.take())
     }
 }
 
@@ -495,6 +573,7 @@ impl SessionManager for TrackedSessionManager {
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.retire_stale_stream(id).await;
         let stream = self.inner.create_standalone_stream(id).await?;
+        self.registry.stream_reattached(id);
         Ok(self.tracked(id, stream))
     }
 
@@ -504,10 +583,14 @@ impl SessionManager for TrackedSessionManager {
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         // An id with a `/` resumes a POST's stream, not the standalone one.
-        if !last_event_id.contains('/') {
+        let standalone = !last_event_id.contains('/');
+        if standalone {
             self.retire_stale_stream(id).await;
         }
         let stream = self.inner.resume(id, last_event_id).await?;
+        if standalone {
+            self.registry.stream_reattached(id);
+        }
         Ok(self.tracked(id, stream))
     }
 

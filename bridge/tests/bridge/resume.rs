@@ -80,8 +80,11 @@ struct NodeState {
     /// Each session-opening POST (`initialize`, then `notifications/initialized`, where the
     /// relay binds the session) with its `mcp-chat-last-seq`, in order.
     opened: Vec<(String, Option<String>)>,
-    /// Other requests that carried `mcp-chat-last-seq`.
+    /// Other POSTs that carried `mcp-chat-last-seq`.
     others_with_header: usize,
+    /// GETs (the standalone stream, opened or re-attached) that carried it: the relay pushes
+    /// again from there what its replay cache no longer holds.
+    streams_with_header: usize,
     /// Every session id seen so far.
     sessions: HashSet<String>,
     /// Sessions this node answers 404 for, as a restarted relay (or another node behind a
@@ -158,6 +161,7 @@ async fn record(state: Arc<Mutex<NodeState>>, request: Request, next: Next) -> R
         .headers()
         .get(LAST_SEQ_HEADER)
         .map(|v| v.to_str().unwrap().to_owned());
+    let is_get = request.method() == http::Method::GET;
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
     let method = serde_json::from_slice::<serde_json::Value>(&body)
@@ -179,6 +183,7 @@ async fn record(state: Arc<Mutex<NodeState>>, request: Request, next: Next) -> R
             Some(m) if m == "initialize" || m == "notifications/initialized" => {
                 state.opened.push((m, seq));
             }
+            _ if seq.is_some() && is_get => state.streams_with_header += 1,
             _ if seq.is_some() => state.others_with_header += 1,
             _ => {}
         }
@@ -245,6 +250,10 @@ async fn new_relay_sessions_carry_the_newest_received_seq() {
     for node in [&first, &second] {
         assert_eq!(node.state.lock().unwrap().others_with_header, 0);
     }
+    assert!(
+        second.state.lock().unwrap().streams_with_header > 0,
+        "the stream opened after events carries the header too"
+    );
 
     // m3 reached the host once: the replay was recognised.
     let all = a.drain(Duration::from_millis(300)).await;
