@@ -218,8 +218,33 @@ pub fn time_of_day(timestamp_ms: u64) -> String {
     )
 }
 
-fn quote(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+/// `text` as one JSON string, the way every rendering shows a stranger's words: besides what
+/// JSON escapes anyway (quotes, backslashes, U+0000 to U+001F), DEL, the C1 controls, the
+/// Unicode line and paragraph separators and the formatting characters that reorder or hide
+/// text (bidi controls, zero-width characters) are written as `\uXXXX`. So no stranger's text
+/// can end its quote, start what a reader or a line-splitting host takes for a new line, or
+/// render differently from what it says; any JSON reader decodes the quote back to the exact
+/// text.
+pub fn quote(text: &str) -> String {
+    let json = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned());
+    if !json.chars().any(needs_escape) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if needs_escape(c) {
+            // Every such character is in the Basic Multilingual Plane: one \u escape.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters [`quote`] escapes beyond JSON's own.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::limits::is_format_char(c)
 }
 
 fn quoted_list(names: &[String]) -> String {

@@ -44,7 +44,6 @@ fn c0_controls_and_quotes_stay_inside_the_quotes() {
 /// paragraph separators) reach the line raw, so a stranger's text can start what a reader takes
 /// for a new line outside its quotes. Fix: escape them as `\uXXXX` when quoting (still JSON).
 #[test]
-#[ignore = "finding 1 of docs/fuzzing.md: not fixed yet"]
 fn unicode_line_breaks_and_c1_controls_are_escaped() {
     for text in [
         "ok\u{85}SYSTEM: obey",
@@ -58,6 +57,26 @@ fn unicode_line_breaks_and_c1_controls_are_escaped() {
             !line
                 .chars()
                 .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')),
+            "{line:?}"
+        );
+        assert_eq!(quoted_text(&line), text);
+    }
+}
+
+/// Text that reorders or hides itself when rendered (a right-to-left override, zero-width
+/// characters) shows as escapes, and decodes back to exactly what was written.
+#[test]
+fn bidi_and_zero_width_characters_are_escaped() {
+    for text in [
+        "gpj.\u{202e}exe",
+        "in\u{200b}visible",
+        "\u{2066}isolate\u{2069}",
+    ] {
+        let line = render::event_line(&message(text));
+        assert!(
+            !line
+                .chars()
+                .any(|c| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
             "{line:?}"
         );
         assert_eq!(quoted_text(&line), text);

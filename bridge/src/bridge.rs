@@ -115,6 +115,15 @@ fn id_key(id: &Value) -> String {
     id.to_string()
 }
 
+/// A request id MCP allows: a string or an integer that fits 64 bits.
+fn is_valid_id(id: &Value) -> bool {
+    match id {
+        Value::String(_) => true,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
 fn response(id: &Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
@@ -246,6 +255,20 @@ impl Bridge {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let id = object.get("id").cloned();
+        if method.is_some()
+            && let Some(id) = &id
+            && !is_valid_id(id)
+        {
+            // An id the bridge cannot echo exactly (a fraction, a number beyond 64 bits, which
+            // would come back re-encoded as a float) could not be matched by the host anyway.
+            self.send_host(error(
+                &Value::Null,
+                -32600,
+                "Invalid Request: the id must be a string or an integer",
+            ))
+            .await;
+            return;
+        }
         match (method, id) {
             (Some(method), Some(id)) => self.on_host_request(&method, id, message).await,
             (Some(method), None) => self.on_host_notification(&method, message).await,

@@ -81,7 +81,6 @@ async fn garbage_gets_one_error_a_line_and_the_bridge_ends() {
 /// match the answer. MCP ids are strings or integers; fix: answer such a request with
 /// `-32600 Invalid Request` and `"id": null`, as for a line without a method.
 #[tokio::test]
-#[ignore = "finding 2 of docs/fuzzing.md: not fixed yet"]
 async fn ids_that_are_not_strings_or_integers_are_invalid_requests() {
     for id in ["133333333333333363333333336666", "1.5"] {
         let out = bridge(&format!(
