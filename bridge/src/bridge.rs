@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::events::{ChatEvent, EventBody, NOTIFICATION_METHODS};
-use mcp_chat::protocol::{EVENT_LOGGER, supported_protocol_versions};
+use mcp_chat::protocol::{EVENT_LOGGER, EVENTS_CAPABILITY, supported_protocol_versions};
 use mcp_chat::render;
 use mcp_chat::tools::{self, INSTRUCTIONS};
 use serde_json::{Value, json};
@@ -401,9 +401,20 @@ impl Bridge {
         if let Some(name) = client_info.get("name").and_then(Value::as_str) {
             client_info["name"] = json!(format!("{name} (via mcp-chat-bridge)"));
         }
+        let mut capabilities = params
+            .get("capabilities")
+            .filter(|c| c.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        // The bridge writes the logging line of every chat event for its host itself (see
+        // `on_relay_notification`), so the relay need not send each event twice.
+        if !capabilities["experimental"].is_object() {
+            capabilities["experimental"] = json!({});
+        }
+        capabilities["experimental"][EVENTS_CAPABILITY] = json!({});
         let init_params = json!({
             "protocolVersion": version,
-            "capabilities": params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            "capabilities": capabilities,
             "clientInfo": client_info,
         });
         let (tx, rx) = mpsc::channel(256);
@@ -686,6 +697,12 @@ impl Bridge {
                     return;
                 }
                 self.send_host(message).await;
+                // The logging line for hosts that show only logs (Claude Desktop), written here
+                // because the bridge told the relay it would (`mcp-chat/events`). A relay that
+                // mirrors anyway sends the same event, which the "log" path then drops.
+                if log_rank("info") >= self.host_log_rank && self.first_sight("log", &event) {
+                    self.send_host(event_log_line(&event)).await;
+                }
                 self.send_host(channel_push(&event)).await;
                 if self.inbox.len() >= INBOX_EVENTS {
                     self.inbox.pop_front();
@@ -887,6 +904,19 @@ fn inbox_resource() -> Value {
 
 /// The Claude Code channel push for an event: the event's line as content (a stranger's words
 /// quoted and marked untrusted), its room, seq and sender as meta.
+/// A chat event as the MCP logging notification the relay would have mirrored it as.
+fn event_log_line(event: &ChatEvent) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {
+            "level": "info",
+            "logger": EVENT_LOGGER,
+            "data": { "text": render::event_line(event), "event": event },
+        },
+    })
+}
+
 fn channel_push(event: &ChatEvent) -> Value {
     let mut content = render::event_line(event);
     let mut meta = json!({

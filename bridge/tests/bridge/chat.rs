@@ -189,3 +189,47 @@ async fn inbox_resource_follows_the_chat() {
     assert!(text.contains("\"for the resource\""), "{text}");
     assert!(text.contains("untrusted"), "{text}");
 }
+
+/// The bridge declares `mcp-chat/events`: the relay pushes each event to it once (no logging
+/// mirror), and the bridge writes the logging line for its host itself, once per event.
+#[tokio::test]
+async fn the_bridge_writes_the_log_lines_and_the_relay_sends_each_event_once() {
+    let relay = Relay::start().await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    a.ok("send_message", json!({ "text": "once" })).await;
+    b.notification_where("message.received", |p| p["text"] == "once")
+        .await;
+    let log = b
+        .notification_where("notifications/message", |p| {
+            p["data"]["event"]["type"] == "message.received"
+        })
+        .await;
+    assert_eq!(log["logger"], "mcp-chat");
+    assert!(
+        log["data"]["text"].as_str().unwrap().contains("\"once\""),
+        "{log}"
+    );
+    let rest = b.drain(Duration::from_millis(300)).await;
+    assert!(
+        !rest.iter().any(|m| m["method"] == "notifications/message"
+            && m["params"]["data"]["event"]["type"] == "message.received"),
+        "one log line per event: {rest:?}"
+    );
+    // Two chatroom.found and one message.received: three notifications, not six.
+    let metrics = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_chat_notifications_sent_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no notifications counter in {metrics}"));
+    assert_eq!(sent, 3, "{metrics}");
+}
