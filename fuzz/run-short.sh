@@ -35,7 +35,7 @@ for target in $targets; do
     mkdir -p "$work/$target/corpus" "$work/$target/artifacts"
     cp corpus/"$target"/* "$work/$target/corpus/"
     log="$work/$target/log"
-    if nice -n 10 "target/$host/fuzz-ci/$target" "$work/$target/corpus" \
+    if nice -n 10 "${CARGO_TARGET_DIR:-target}/$host/fuzz-ci/$target" "$work/$target/corpus" \
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
         -artifact_prefix="$work/$target/artifacts/" >"$log" 2>&1; then
         passed=$((passed + 1))
