@@ -117,12 +117,7 @@ fn check_event_line(event: &ChatEvent) {
     }
     assert!(line.starts_with('['), "{line:?}");
     if limits::validate_room_id(&event.room_id).as_deref() == Ok(event.room_id.as_str()) {
-        assert!(
-            !line
-                .chars()
-                .any(breaks_the_line),
-            "{line:?}"
-        );
+        assert!(!line.chars().any(breaks_the_line), "{line:?}");
     }
 }
 
