@@ -111,7 +111,7 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, node.config.max_body_bytes).await else {
             node.metrics.reject(Rejection::BodyTooLarge);
-            return jsonrpc_error(
+            let mut response = jsonrpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
                 &format!(
@@ -119,6 +119,12 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
                     node.config.max_body_bytes
                 ),
             );
+            // The rest of the body is never read, so the connection cannot carry another
+            // request: say so, or a pooling client reuses it and its next request fails.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
         };
         // One typed parse here (rmcp parses the body again); serde_json's error category tells
         // a syntax error (-32700) from valid JSON that is not JSON-RPC (-32600).

@@ -132,6 +132,13 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
     }
     let response = raw.post_raw(vec![b'['; 200_000]).await;
     assert_eq!(response.status, 413);
+    // The unread rest of the body makes the connection unusable: the client is told, so its
+    // pool does not send the next request down it.
+    assert_eq!(response.headers["connection"], "close");
+    for _ in 0..8 {
+        let response = raw.post_raw(vec![0xff, 0xfe, 0x00]).await;
+        assert_eq!(response.status, 400, "the next requests get through");
+    }
     let response = raw.post_raw(vec![0xff, 0xfe, 0x00]).await;
     assert_eq!(response.status, 400);
     assert_eq!(response.messages()[0]["error"]["code"], -32700);
