@@ -91,6 +91,9 @@ pub struct RelayConfig {
     /// many notifications of each session. Events older than that stay readable through
     /// `wait_for_message` (the inbox).
     pub replay_events: usize,
+    /// How long a client may take to send a request head, and a kept-alive connection may sit
+    /// idle between requests, before the connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -112,6 +115,7 @@ impl Default for RelayConfig {
             rate_burst: limits::DEFAULT_RATE_BURST,
             sweep_interval: Duration::from_millis(500),
             replay_events: DEFAULT_REPLAY_EVENTS,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -173,6 +177,7 @@ impl RelayConfig {
             ("grace period", self.grace_period),
             ("idle timeout", self.idle_timeout),
             ("sweep interval", self.sweep_interval),
+            ("header read timeout", self.header_read_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));

@@ -12,6 +12,7 @@
 pub mod config;
 mod handler;
 mod http;
+mod listen;
 mod metrics;
 mod push;
 mod rate_limit;
@@ -21,7 +22,6 @@ pub mod store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use mcp_chat::events::DisconnectReason;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -180,18 +180,15 @@ pub async fn serve(
             sessions_token.cancel();
         }
     };
-    // Chat events are small writes on long-lived streams: without TCP_NODELAY each would wait
-    // for the previous one's ACK, which the peer delays by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .into_future();
+    // Each participant holds its GET stream and, at times, a POST or two.
+    let max_connections = node
+        .config
+        .max_sessions
+        .saturating_mul(3)
+        .saturating_add(64);
+    let server = listen::serve_http(listener, app, max_connections, node.clone(), graceful);
     let result = tokio::select! {
-        result = server => result.map_err(RelayError::from),
+        () = server => Ok(()),
         _ = async {
             draining.cancelled().await;
             tokio::time::sleep(SHUTDOWN_DEADLINE).await;

@@ -24,9 +24,11 @@ pub enum Rejection {
     RateLimited,
     /// Message text over the limit.
     MessageTooLong,
+    /// Connection closed at once: the relay holds as many connections as it may.
+    TooManyConnections,
 }
 
-const REJECTIONS: [(Rejection, &str); 8] = [
+const REJECTIONS: [(Rejection, &str); 9] = [
     (Rejection::Unauthorized, "unauthorized"),
     (Rejection::Forbidden, "forbidden"),
     (Rejection::UnknownSession, "unknown_session"),
@@ -35,6 +37,7 @@ const REJECTIONS: [(Rejection, &str); 8] = [
     (Rejection::TooManySessions, "too_many_sessions"),
     (Rejection::RateLimited, "rate_limited"),
     (Rejection::MessageTooLong, "message_too_long"),
+    (Rejection::TooManyConnections, "too_many_connections"),
 ];
 
 /// Counters kept by one relay node.

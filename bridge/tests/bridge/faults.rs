@@ -326,7 +326,12 @@ async fn long_stall_is_reported_lost_then_restored_and_delivers_after() {
         .unwrap()
         .to_owned();
     assert!(text.contains(&proxy.url), "names the relay: {text}");
-    assert!(text.contains("did not answer a ping"), "says why: {text}");
+    // Why: the ping went unanswered, or (as the relay closes a connection whose request head
+    // does not arrive within its header-read timeout, 10 s) the request could not be sent.
+    assert!(
+        text.contains("did not answer a ping") || text.contains("cannot reach the relay"),
+        "says why: {text}"
+    );
     assert_eq!(received(&seen).len(), 1, "nothing passes a stalled link");
 
     proxy.pass();

@@ -229,3 +229,60 @@ async fn healthz_reports_counts() {
     assert_eq!(health["rooms"], 1);
     assert_eq!(health["sessions"], 2);
 }
+
+/// A connection that never finishes its request head (slowloris) is closed after the
+/// header-read timeout; past the connection cap new connections are closed at once; and the
+/// relay keeps serving everyone else throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_surplus_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = test_config();
+    config.header_read_timeout = Duration::from_millis(500);
+    let relay = TestRelay::start_with(config).await;
+    let mut slow = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "the half-sent request is cut off after the header timeout, not left open: {closed:?}"
+    );
+
+    let mut config = test_config();
+    config.header_read_timeout = Duration::from_secs(10);
+    config.max_sessions = 2; // the cap is 3 × sessions + 64 connections: 70
+    let relay = TestRelay::start_with(config).await;
+    let mut idle = Vec::new();
+    for _ in 0..70 {
+        idle.push(tokio::net::TcpStream::connect(relay.addr).await.unwrap());
+    }
+    let mut surplus = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    // Well within the 10 s header timeout: closed by the cap, not by the timeout.
+    let read = tokio::time::timeout(Duration::from_secs(3), surplus.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the 71st connection is closed at once: {read:?}"
+    );
+    drop(idle);
+    // Once the idle ones are gone, the relay serves again.
+    let mut served = false;
+    for _ in 0..50 {
+        let (code, _) = relay.get("/healthz").await;
+        if code == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served,
+        "the relay serves again once the idle connections are gone"
+    );
+    let (_, metrics) = relay.get("/metrics").await;
+    assert!(
+        metrics.contains("mcp_chat_rejections_total{reason=\"too_many_connections\"} 1"),
+        "{metrics}"
+    );
+}
