@@ -266,11 +266,14 @@ async fn slow_and_surplus_connections_are_closed() {
         "the 71st connection is closed at once: {read:?}"
     );
     drop(idle);
-    // Once the idle ones are gone, the relay serves again.
+    // Once the idle ones are gone (the relay sees their ends a moment later), it serves again.
+    let healthz = format!("http://{}/healthz", relay.addr);
     let mut served = false;
     for _ in 0..50 {
-        let (code, _) = relay.get("/healthz").await;
-        if code == 200 {
+        if reqwest::get(&healthz)
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+        {
             served = true;
             break;
         }
@@ -281,8 +284,10 @@ async fn slow_and_surplus_connections_are_closed() {
         "the relay serves again once the idle connections are gone"
     );
     let (_, metrics) = relay.get("/metrics").await;
-    assert!(
-        metrics.contains("mcp_chat_rejections_total{reason=\"too_many_connections\"} 1"),
-        "{metrics}"
-    );
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_chat_rejections_total{reason=\"too_many_connections\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "the surplus connection is counted: {metrics}");
 }
