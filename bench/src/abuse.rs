@@ -239,13 +239,14 @@ impl Outcomes {
 fn expected(abuser: &str, outcome: &str) -> bool {
     let tool_refusals = [
         "ok",
+        "http:429",
         "tool:rate_limited",
         "tool:already_waiting",
         "tool:already_in_room",
         "tool:not_in_room",
     ];
     match abuser {
-        "flood" => matches!(outcome, "ok" | "tool:rate_limited"),
+        "flood" => matches!(outcome, "ok" | "http:429" | "tool:rate_limited"),
         "queue_churn" => outcome.split_once(':').is_some_and(|(tool, rest)| {
             matches!(tool, "enter_queue" | "leave_chat") && tool_refusals.contains(&rest)
         }),
@@ -1025,6 +1026,7 @@ mod tests {
     #[test]
     fn expected_outcomes() {
         assert!(expected("flood", "tool:rate_limited"));
+        assert!(expected("flood", "http:429"));
         assert!(!expected("flood", "timeout"));
         assert!(expected("queue_churn", "leave_chat:tool:not_in_room"));
         assert!(!expected("queue_churn", "leave_chat:transport_send"));

@@ -281,6 +281,10 @@ impl Participant {
 fn classify(error: &ServiceError) -> String {
     match error {
         ServiceError::McpError(e) => format!("mcp:{}", e.code.0),
+        // The relay's per-session request budget (429, before rmcp sees the request).
+        ServiceError::TransportSend(e) if e.to_string().ends_with("HTTP 429") => {
+            "http:429".to_owned()
+        }
         ServiceError::TransportSend(_) => "transport_send".to_owned(),
         ServiceError::TransportClosed => "transport_closed".to_owned(),
         ServiceError::Timeout { .. } => "timeout".to_owned(),

@@ -95,6 +95,23 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
             node.sessions.set_resume_claim(id, claim);
         }
     }
+    if request.method() == Method::POST
+        && let Some(id) = &session
+        && let Err(wait) = node.sessions.admit_post(id)
+    {
+        node.metrics.reject(Rejection::TooManyRequests);
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut response = jsonrpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            -32000,
+            &format!("Too Many Requests: this session sends too fast; retry in {secs} s"),
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
+        );
+        return response;
+    }
     let request = if request.method() == Method::POST {
         if session.is_none() && node.sessions.session_count() >= node.config.max_sessions {
             node.metrics.reject(Rejection::TooManySessions);

@@ -93,9 +93,13 @@ pub async fn serve(
         }
     };
     let node = Arc::new(Node {
+        // The POST budget of a session: well above what the chat rate limit lets through
+        // (tool calls), plus room for pings and notifications.
         sessions: Arc::new(SessionRegistry::new(
             config.grace_period,
             config.idle_timeout,
+            config.rate_per_sec * 5.0 + 1.0,
+            f64::from(config.rate_burst) * 2.0 + 10.0,
         )),
         limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
         metrics: Metrics::default(),

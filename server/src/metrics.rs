@@ -26,9 +26,11 @@ pub enum Rejection {
     MessageTooLong,
     /// Connection closed at once: the relay holds as many connections as it may.
     TooManyConnections,
+    /// POST over its session's budget (429), refused before its body was read.
+    TooManyRequests,
 }
 
-const REJECTIONS: [(Rejection, &str); 9] = [
+const REJECTIONS: [(Rejection, &str); 10] = [
     (Rejection::Unauthorized, "unauthorized"),
     (Rejection::Forbidden, "forbidden"),
     (Rejection::UnknownSession, "unknown_session"),
@@ -38,6 +40,7 @@ const REJECTIONS: [(Rejection, &str); 9] = [
     (Rejection::RateLimited, "rate_limited"),
     (Rejection::MessageTooLong, "message_too_long"),
     (Rejection::TooManyConnections, "too_many_connections"),
+    (Rejection::TooManyRequests, "too_many_requests"),
 ];
 
 /// Counters kept by one relay node.

@@ -40,6 +40,11 @@ pub struct SessionRegistry {
     state: Mutex<RegistryState>,
     grace_period: Duration,
     idle_timeout: Duration,
+    /// POSTs a session may make per second, sustained, and in a burst (see [`admit_post`]).
+    ///
+    /// [`admit_post`]: Self::admit_post
+    post_rate: f64,
+    post_burst: f64,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +73,9 @@ struct SessionEntry {
     resume_claim: Option<u64>,
     /// That claim once the stream is attached, for the pusher to act on.
     ready_claim: Option<u64>,
+    /// The session's POST budget: tokens left, and when they were counted.
+    post_tokens: f64,
+    post_counted: Instant,
     /// Wakes the session's pusher to push again from `resume_claim` (see [`Rewind`]).
     rewind: Arc<Notify>,
 }
@@ -111,17 +119,49 @@ fn new_entry() -> SessionEntry {
         pusher: CancellationToken::new(),
         resume_claim: None,
         ready_claim: None,
+        post_tokens: f64::INFINITY,
+        post_counted: Instant::now(),
         rewind: Arc::new(Notify::new()),
     }
 }
 
 impl SessionRegistry {
-    /// A registry applying the given grace period and idle timeout.
-    pub fn new(grace_period: Duration, idle_timeout: Duration) -> Self {
+    /// A registry applying the given grace period and idle timeout, letting each session make
+    /// `post_rate` POSTs per second with bursts of `post_burst`.
+    pub fn new(
+        grace_period: Duration,
+        idle_timeout: Duration,
+        post_rate: f64,
+        post_burst: f64,
+    ) -> Self {
         Self {
             state: Mutex::new(RegistryState::default()),
             grace_period,
             idle_timeout,
+            post_rate: post_rate.max(f64::MIN_POSITIVE),
+            post_burst: post_burst.max(1.0),
+        }
+    }
+
+    /// Counts a POST against its session's budget: `Err(wait)` when the session made too many
+    /// lately. Checked before anything reads the body, so a client flooding the relay costs
+    /// it little: a tool call refused by the chat rate limit has already been parsed twice and
+    /// passed through rmcp. (Unknown sessions pass: rmcp answers them 404.)
+    pub fn admit_post(&self, id: &str) -> Result<(), Duration> {
+        let (rate, burst) = (self.post_rate, self.post_burst);
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(id) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(entry.post_counted).as_secs_f64() * rate;
+        entry.post_tokens = (entry.post_tokens + refill).min(burst);
+        entry.post_counted = now;
+        if entry.post_tokens >= 1.0 {
+            entry.post_tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - entry.post_tokens) / rate))
         }
     }
 

@@ -291,3 +291,37 @@ async fn slow_and_surplus_connections_are_closed() {
         .unwrap_or(0);
     assert!(refused >= 1, "the surplus connection is counted: {metrics}");
 }
+
+/// A session that floods the relay with requests is refused with 429 and `Retry-After` before
+/// its bodies are read, and no other session is slowed down by it.
+#[tokio::test]
+async fn a_flooding_session_gets_429_and_others_do_not() {
+    let mut config = test_config();
+    config.rate_per_sec = 2.0; // a session's POST budget: 11/s, bursts of 30
+    config.rate_burst = 10;
+    let relay = TestRelay::start_with(config).await;
+    let mut flooder = RawClient::new(&relay.url);
+    flooder.initialize().await;
+    let mut other = RawClient::new(&relay.url);
+    other.initialize().await;
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" });
+    let mut refused = None;
+    for _ in 0..60 {
+        let response = flooder.post(ping.clone()).await;
+        if response.status == 429 {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status, 200);
+    }
+    let refused = refused.expect("60 requests at once pass a budget of 30");
+    assert!(refused.headers.contains_key("retry-after"), "{refused:?}");
+    assert_eq!(refused.messages()[0]["error"]["code"], -32000);
+    let response = other.post(ping).await;
+    assert_eq!(response.status, 200, "another session is not affected");
+    let (_, metrics) = relay.get("/metrics").await;
+    assert!(
+        metrics.contains("mcp_chat_rejections_total{reason=\"too_many_requests\"} 1"),
+        "{metrics}"
+    );
+}
