@@ -128,6 +128,11 @@ fn client() -> &'static Mutex<Client> {
                     idle_timeout: Duration::from_secs(5),
                     grace_period: Duration::from_secs(1),
                     max_sessions: 2_000,
+                    // Every input comes from 127.0.0.1 and most are refused: the per-address
+                    // limits would soon answer everything with a held 429.
+                    address_sessions_per_sec: 0.0,
+                    address_refusals_per_sec: 0.0,
+                    address_max_connections: 0,
                     ..RelayConfig::default()
                 };
                 mcp_chat_relay::serve(listener, config, std::future::pending())

@@ -48,6 +48,16 @@ impl StoreSettings {
 /// participant about 130 KiB.
 pub const DEFAULT_REPLAY_EVENTS: usize = 32;
 
+/// Default [`RelayConfig::address_max_connections`]: a bridge holds two or three connections,
+/// so this is a large office behind one NAT.
+pub const DEFAULT_ADDRESS_MAX_CONNECTIONS: usize = 512;
+/// Default [`RelayConfig::address_sessions_per_sec`]: a bridge opens one session when it starts
+/// and one per reconnect; bursts of 100 let a NAT's worth of clients come back after an outage.
+pub const DEFAULT_ADDRESS_SESSIONS_PER_SEC: f64 = 10.0;
+/// Default [`RelayConfig::address_refusals_per_sec`]: well-behaved clients are rarely refused
+/// (a 404 after a relay restart, once per session).
+pub const DEFAULT_ADDRESS_REFUSALS_PER_SEC: f64 = 10.0;
+
 /// Everything the relay needs to know to serve, already checked.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -94,6 +104,20 @@ pub struct RelayConfig {
     /// How long a client may take to send a request head, and a kept-alive connection may sit
     /// idle between requests, before the connection is closed.
     pub header_read_timeout: Duration,
+    /// Take the client's address from the rightmost `X-Forwarded-For` entry instead of the
+    /// connection's peer (only when every request comes through a proxy that appends it:
+    /// anyone reaching the relay directly could claim any address). Also turns off the
+    /// per-address connection cap: every connection then comes from the proxy.
+    pub trust_forwarded_for: bool,
+    /// Most connections open at once from one client address (0: no limit).
+    pub address_max_connections: usize,
+    /// New MCP sessions per second one client address may open, in bursts of ten seconds'
+    /// worth (0: no limit).
+    pub address_sessions_per_sec: f64,
+    /// Refused requests (4xx) per second one client address may cause, in bursts of ten
+    /// seconds' worth, before its requests without a live session are refused unread
+    /// (0: no limit).
+    pub address_refusals_per_sec: f64,
 }
 
 impl Default for RelayConfig {
@@ -116,6 +140,10 @@ impl Default for RelayConfig {
             sweep_interval: Duration::from_millis(500),
             replay_events: DEFAULT_REPLAY_EVENTS,
             header_read_timeout: Duration::from_secs(10),
+            trust_forwarded_for: false,
+            address_max_connections: DEFAULT_ADDRESS_MAX_CONNECTIONS,
+            address_sessions_per_sec: DEFAULT_ADDRESS_SESSIONS_PER_SEC,
+            address_refusals_per_sec: DEFAULT_ADDRESS_REFUSALS_PER_SEC,
         }
     }
 }
@@ -137,6 +165,9 @@ pub enum ConfigError {
         /// Body limit.
         body: usize,
     },
+    /// A rate that is negative or not a number.
+    #[error("{0} must be a number of at least 0 (0: no limit)")]
+    NotARate(&'static str),
     /// An origin without a scheme.
     #[error("allowed origin {0:?} must include a scheme, e.g. https://chat.example.com")]
     Origin(String),
@@ -172,6 +203,14 @@ impl RelayConfig {
         }
         if self.rate_per_sec <= 0.0 || !self.rate_per_sec.is_finite() {
             return Err(ConfigError::Zero("rate per second"));
+        }
+        for (name, value) in [
+            ("address sessions per second", self.address_sessions_per_sec),
+            ("address refusals per second", self.address_refusals_per_sec),
+        ] {
+            if value < 0.0 || !value.is_finite() {
+                return Err(ConfigError::NotARate(name));
+            }
         }
         for (name, value) in [
             ("grace period", self.grace_period),

@@ -1,6 +1,8 @@
 //! The HTTP surface: `/mcp` (Streamable HTTP via rmcp) behind a guard, `/healthz`, `/metrics`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,9 +18,10 @@ use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpService;
 
 use crate::Node;
+use crate::address::{PeerAddress, forwarded_for};
 use crate::handler::ChatHandler;
 use crate::metrics::Rejection;
-use crate::sessions::TrackedSessionManager;
+use crate::sessions::{PostAdmission, TrackedSessionManager};
 
 /// The rmcp service mounted at `/mcp`.
 pub type McpService = StreamableHttpService<ChatHandler, TrackedSessionManager>;
@@ -35,10 +38,105 @@ pub fn router(node: Arc<Node>, mcp: McpService) -> Router {
         .merge(guarded)
 }
 
-/// Checks what rmcp does not before a request reaches it: the access token, the identity token's
-/// shape, the session cap, the body size and that the body is JSON. Also feeds the session
-/// registry (last request, explicit DELETE) and counts rejections.
+/// How long a request refused by a budget (429) waits for its answer. A client that retries at
+/// once, as a flooding loop does, then makes a few requests a second per connection instead of
+/// thousands; one that honours `Retry-After` loses nothing. Held requests cost a timer each,
+/// and their connections count against the connection caps.
+const REFUSAL_HOLD: Duration = Duration::from_secs(1);
+
+/// Checks what rmcp does not before a request reaches it: the per-address and per-session
+/// budgets, the access token, the identity token's shape, the session cap, the body size and
+/// that the body is JSON. Also feeds the session registry (last request, explicit DELETE),
+/// counts rejections, and charges each refusal (4xx) to the client's address.
 async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+    let client = client_address(&node, &request);
+    let response = guard_request(&node, client, request, next).await;
+    let status = response.status();
+    if let Some(ip) = client
+        && status.is_client_error()
+        && status != StatusCode::TOO_MANY_REQUESTS
+    {
+        node.addresses.count_refusal(ip);
+    }
+    response
+}
+
+/// The address the per-address limits count a request against: the connection's peer, or
+/// with `trust_forwarded_for` what the proxy says. (None for requests that did not come
+/// through the listener, e.g. from the fuzzer.)
+fn client_address(node: &Node, request: &Request) -> Option<IpAddr> {
+    let peer = request.extensions().get::<PeerAddress>().map(|p| p.0);
+    if node.config.trust_forwarded_for {
+        return forwarded_for(request.headers()).or(peer);
+    }
+    if peer.is_some_and(|ip| ip.is_loopback())
+        && request.headers().contains_key("x-forwarded-for")
+        && node.addresses.first_untrusted_proxy()
+    {
+        tracing::warn!(
+            "requests come through a local proxy (X-Forwarded-For) that this relay does not \
+             trust: every client counts as the proxy's one address for the per-address limits; \
+             start the relay with --trust-forwarded-for if the proxy is its only way in"
+        );
+    }
+    peer
+}
+
+/// A 429 answered after [`REFUSAL_HOLD`] (sooner if the relay shuts down). `close` when the
+/// body was not read, so the connection cannot carry another request.
+async fn refuse_held(node: &Node, wait: Duration, what: &str, close: bool) -> Response {
+    tokio::select! {
+        () = tokio::time::sleep(REFUSAL_HOLD) => {}
+        () = node.shutdown.cancelled() => {}
+    }
+    let secs = wait.saturating_sub(REFUSAL_HOLD).as_secs_f64().ceil() as u64;
+    let when = if secs == 0 {
+        "retry now".to_owned()
+    } else {
+        format!("retry in {secs} s")
+    };
+    let mut response = jsonrpc_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        -32000,
+        &format!("Too Many Requests: {what}; {when}"),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn guard_request(
+    node: &Node,
+    client: Option<IpAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let live_session = session
+        .as_deref()
+        .is_some_and(|id| node.sessions.has_session(id));
+    if !live_session && let Some(ip) = client {
+        if let Err(wait) = node.addresses.check_refusals(ip) {
+            node.metrics.reject(Rejection::AddressRefusals);
+            let what = "this address sent too many requests the relay had to refuse";
+            return refuse_held(node, wait, what, true).await;
+        }
+        if request.method() == Method::POST
+            && session.is_none()
+            && let Err(wait) = node.addresses.admit_session(ip)
+        {
+            node.metrics.reject(Rejection::AddressSessions);
+            let what = "this address opens sessions too fast";
+            return refuse_held(node, wait, what, true).await;
+        }
+    }
     if let Some(expected) = &node.config.access_token {
         let given = request
             .headers()
@@ -71,11 +169,6 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
             ),
         );
     }
-    let session = request
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let deleting = request.method() == Method::DELETE;
     if let Some(id) = &session {
         node.sessions.touch(id);
@@ -97,20 +190,10 @@ async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) 
     }
     if request.method() == Method::POST
         && let Some(id) = &session
-        && let Err(wait) = node.sessions.admit_post(id)
+        && let PostAdmission::OverBudget(wait) = node.sessions.admit_post(id)
     {
         node.metrics.reject(Rejection::TooManyRequests);
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut response = jsonrpc_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            -32000,
-            &format!("Too Many Requests: this session sends too fast; retry in {secs} s"),
-        );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
-        );
-        return response;
+        return refuse_held(node, wait, "this session sends too fast", false).await;
     }
     let request = if request.method() == Method::POST {
         if session.is_none() && node.sessions.session_count() >= node.config.max_sessions {

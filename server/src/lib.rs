@@ -7,8 +7,10 @@
 //!   in-memory implementation.
 //! - `handler`: the per-session MCP server (tools, logging level); `push`: the per-session
 //!   pusher of events; `sessions`: session liveness and the grace period; `http`: routes and the
-//!   request guard; `metrics`, `rate_limit`.
+//!   request guard; `address`: limits per client address; `listen`: accepting connections;
+//!   `metrics`, `rate_limit`.
 
+mod address;
 pub mod config;
 mod handler;
 mod http;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigError, RelayConfig, StoreSettings};
 
+use crate::address::AddressLimits;
 use crate::handler::ChatHandler;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -65,6 +68,7 @@ pub(crate) struct Node {
     store: Arc<dyn ChatStore>,
     sessions: Arc<SessionRegistry>,
     limiter: RateLimiter,
+    addresses: Arc<AddressLimits>,
     metrics: Metrics,
     /// Cancelled when shutdown starts: tools refuse new work, waits return.
     shutdown: CancellationToken,
@@ -102,6 +106,16 @@ pub async fn serve(
             f64::from(config.rate_burst) * 2.0 + 10.0,
         )),
         limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
+        addresses: Arc::new(AddressLimits::new(
+            // Behind a trusted proxy every connection comes from the proxy.
+            if config.trust_forwarded_for {
+                0
+            } else {
+                config.address_max_connections
+            },
+            config.address_sessions_per_sec,
+            config.address_refusals_per_sec,
+        )),
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
         started: Instant::now(),
@@ -209,7 +223,7 @@ pub async fn serve(
 }
 
 /// Every sweep interval: ends participants whose grace period ran out (their partners hear
-/// `timeout`) and closes sessions that stayed lost.
+/// `timeout`), closes sessions that stayed lost and forgets client addresses that hold nothing.
 async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
     use rmcp::transport::streamable_http_server::session::SessionManager;
     let mut tick = tokio::time::interval(node.config.sweep_interval);
@@ -236,6 +250,7 @@ async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
                 tracing::debug!(%error, "closing a lost session");
             }
         }
+        node.addresses.prune();
     }
 }
 

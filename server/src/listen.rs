@@ -3,8 +3,9 @@
 //! - A header-read timeout: a connection that does not send a complete request head in time
 //!   (`RelayConfig::header_read_timeout`: slowloris, or an idle keep-alive connection) is
 //!   closed. (axum's own `serve` builds hyper without a timer, so hyper's never applies.)
-//! - A cap on open connections: past it, new connections are closed at once, so a flood of
-//!   idle sockets cannot take every file descriptor.
+//! - A cap on open connections, and one per client address: past them, new connections are
+//!   closed at once, so a flood of idle sockets cannot take every file descriptor.
+//! - The peer address on every request ([`PeerAddress`]), for the per-address limits.
 //! - `TCP_NODELAY` on every connection: chat events are small writes on long-lived streams;
 //!   without it each would wait for the previous one's ACK, which the peer delays by up to
 //!   40 ms.
@@ -17,11 +18,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use crate::Node;
+use crate::address::PeerAddress;
 use crate::metrics::Rejection;
 
 /// Serves `app` on `listener` with at most `max_connections` open at once, until `shutdown`
@@ -37,9 +39,9 @@ pub async fn serve_http(
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // not fatal; pause so a full descriptor table does not become a busy loop.
@@ -55,6 +57,11 @@ pub async fn serve_http(
             drop(tcp);
             continue;
         };
+        let Ok(address_permit) = node.addresses.connect(peer.ip()) else {
+            node.metrics.reject(Rejection::AddressConnections);
+            drop(tcp);
+            continue;
+        };
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
@@ -62,11 +69,16 @@ pub async fn serve_http(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(node.config.header_read_timeout);
-        let connection =
-            builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let app = app.clone();
+        let peer = PeerAddress(peer.ip());
+        let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
+            request.extensions_mut().insert(peer);
+            app.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection(TokioIo::new(tcp), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, address_permit);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }

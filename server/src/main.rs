@@ -115,6 +115,35 @@ struct Args {
     /// event is two: its notification and its logging mirror). About 2 KiB each once used.
     #[arg(long, env = "MCP_CHAT_REPLAY_EVENTS", default_value_t = mcp_chat_relay::config::DEFAULT_REPLAY_EVENTS)]
     replay_events: usize,
+
+    /// Take each client's address from the rightmost X-Forwarded-For entry (set this behind a
+    /// reverse proxy that appends it, and only if the relay cannot be reached around the proxy).
+    /// Without it, behind a local proxy, every client counts as the proxy's one address.
+    #[arg(
+        long,
+        env = "MCP_CHAT_TRUST_FORWARDED_FOR",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    trust_forwarded_for: bool,
+
+    /// Most connections open at once from one client address; more are closed at once. 0: no
+    /// limit. Not applied with --trust-forwarded-for (connections then come from the proxy).
+    #[arg(long, env = "MCP_CHAT_ADDRESS_MAX_CONNECTIONS", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_CONNECTIONS)]
+    address_max_connections: usize,
+
+    /// New MCP sessions per second one client address may open (bursts of ten seconds' worth);
+    /// more are answered 429. 0: no limit.
+    #[arg(long, env = "MCP_CHAT_ADDRESS_SESSIONS_PER_SEC", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_SESSIONS_PER_SEC)]
+    address_sessions_per_sec: f64,
+
+    /// Refused requests (4xx) per second one client address may cause (bursts of ten seconds'
+    /// worth); past that, its requests without a live session are answered 429 unread. 0: no
+    /// limit.
+    #[arg(long, env = "MCP_CHAT_ADDRESS_REFUSALS_PER_SEC", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_REFUSALS_PER_SEC)]
+    address_refusals_per_sec: f64,
 }
 
 impl Args {
@@ -149,6 +178,10 @@ impl Args {
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
             replay_events: self.replay_events,
+            trust_forwarded_for: self.trust_forwarded_for,
+            address_max_connections: self.address_max_connections,
+            address_sessions_per_sec: self.address_sessions_per_sec,
+            address_refusals_per_sec: self.address_refusals_per_sec,
             ..RelayConfig::default()
         })
     }

@@ -28,9 +28,15 @@ pub enum Rejection {
     TooManyConnections,
     /// POST over its session's budget (429), refused before its body was read.
     TooManyRequests,
+    /// Connection closed at once: its client address holds as many connections as it may.
+    AddressConnections,
+    /// New session over its client address's budget (429).
+    AddressSessions,
+    /// Request without a live session from an address refused too often lately (429).
+    AddressRefusals,
 }
 
-const REJECTIONS: [(Rejection, &str); 10] = [
+const REJECTIONS: [(Rejection, &str); 13] = [
     (Rejection::Unauthorized, "unauthorized"),
     (Rejection::Forbidden, "forbidden"),
     (Rejection::UnknownSession, "unknown_session"),
@@ -41,6 +47,12 @@ const REJECTIONS: [(Rejection, &str); 10] = [
     (Rejection::MessageTooLong, "message_too_long"),
     (Rejection::TooManyConnections, "too_many_connections"),
     (Rejection::TooManyRequests, "too_many_requests"),
+    (
+        Rejection::AddressConnections,
+        "too_many_connections_per_address",
+    ),
+    (Rejection::AddressSessions, "too_many_sessions_per_address"),
+    (Rejection::AddressRefusals, "too_many_refusals_per_address"),
 ];
 
 /// Counters kept by one relay node.

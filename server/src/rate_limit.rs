@@ -1,4 +1,5 @@
-//! Per-participant token buckets for chat tool calls.
+//! Token buckets: the one shape behind every rate limit of the relay, and the per-participant
+//! limit on chat tool calls.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,26 +7,83 @@ use std::time::{Duration, Instant};
 
 use crate::store::ParticipantKey;
 
+/// How fast a [`TokenBucket`] refills and how many tokens it holds at most.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Tokens added per second (always positive).
+    pub per_sec: f64,
+    /// Most tokens the bucket holds: the burst allowed after a quiet spell (at least 1).
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `per_sec` sustained with bursts of `burst` (clamped to something that can refill).
+    pub fn new(per_sec: f64, burst: f64) -> Self {
+        Self {
+            per_sec: per_sec.max(f64::MIN_POSITIVE),
+            burst: burst.max(1.0),
+        }
+    }
+}
+
+/// The state of one token bucket; its [`Rate`] is kept by the owner (shared by many buckets).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A bucket holding its whole burst.
+    pub fn full(rate: Rate, now: Instant) -> Self {
+        Self {
+            tokens: rate.burst,
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        self.updated = now;
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate.per_sec))
+        }
+    }
+
+    /// Whether a token is available, without taking it.
+    pub fn has_token(&mut self, rate: Rate, now: Instant) -> bool {
+        self.refill(rate, now);
+        self.tokens >= 1.0
+    }
+
+    /// Whether the bucket is back to its whole burst (it can be forgotten).
+    pub fn is_full(&mut self, rate: Rate, now: Instant) -> bool {
+        self.refill(rate, now);
+        self.tokens >= rate.burst
+    }
+}
+
 /// One token bucket per participant: `burst` calls at once, refilled at `per_sec`.
 #[derive(Debug)]
 pub struct RateLimiter {
-    per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<ParticipantKey, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+    rate: Rate,
+    buckets: Mutex<HashMap<ParticipantKey, TokenBucket>>,
 }
 
 impl RateLimiter {
     /// A limiter allowing `burst` calls at once and `per_sec` sustained.
     pub fn new(per_sec: f64, burst: u32) -> Self {
         Self {
-            per_sec,
-            burst: f64::from(burst.max(1)),
+            rate: Rate::new(per_sec, f64::from(burst)),
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -34,20 +92,10 @@ impl RateLimiter {
     pub fn check(&self, who: &ParticipantKey) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(who.clone()).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
-        let refill = now.duration_since(bucket.updated).as_secs_f64() * self.per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.per_sec;
-            Err(Duration::from_secs_f64(wait))
-        }
+        buckets
+            .entry(who.clone())
+            .or_insert(TokenBucket::full(self.rate, now))
+            .take(self.rate, now)
     }
 
     /// Forgets `who` (its participant ended).
@@ -74,5 +122,25 @@ mod tests {
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
         let other = ParticipantKey::for_session("y");
         assert!(limiter.check(&other).is_ok(), "buckets are per participant");
+    }
+
+    #[test]
+    fn a_bucket_refills_to_its_burst_and_no_further() {
+        let rate = Rate::new(10.0, 2.0);
+        let start = Instant::now();
+        let mut bucket = TokenBucket::full(rate, start);
+        assert!(bucket.take(rate, start).is_ok());
+        assert!(bucket.take(rate, start).is_ok());
+        assert!(!bucket.has_token(rate, start));
+        let wait = bucket.take(rate, start).unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::from_millis(90));
+        let later = start + Duration::from_secs(60);
+        assert!(bucket.is_full(rate, later));
+        assert!(bucket.take(rate, later).is_ok());
+        assert!(bucket.take(rate, later).is_ok());
+        assert!(
+            bucket.take(rate, later).is_err(),
+            "a long pause refills only the burst"
+        );
     }
 }

@@ -26,6 +26,7 @@ use rmcp::transport::streamable_http_server::session::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::rate_limit::{Rate, TokenBucket};
 use crate::store::{ChatStore, ParticipantKey};
 
 /// Minimum MCP logging level rank (debug = 0 ... emergency = 7) a session asked for.
@@ -43,8 +44,18 @@ pub struct SessionRegistry {
     /// POSTs a session may make per second, sustained, and in a burst (see [`admit_post`]).
     ///
     /// [`admit_post`]: Self::admit_post
-    post_rate: f64,
-    post_burst: f64,
+    post_rate: Rate,
+}
+
+/// What [`SessionRegistry::admit_post`] decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PostAdmission {
+    /// A session of this node, within its budget.
+    Admitted,
+    /// No session of this node has that id (rmcp answers 404).
+    UnknownSession,
+    /// The session made too many lately: a token comes back after this long.
+    OverBudget(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -73,9 +84,8 @@ struct SessionEntry {
     resume_claim: Option<u64>,
     /// That claim once the stream is attached, for the pusher to act on.
     ready_claim: Option<u64>,
-    /// The session's POST budget: tokens left, and when they were counted.
-    post_tokens: f64,
-    post_counted: Instant,
+    /// The session's POST budget.
+    post_budget: TokenBucket,
     /// Wakes the session's pusher to push again from `resume_claim` (see [`Rewind`]).
     rewind: Arc<Notify>,
 }
@@ -105,7 +115,7 @@ pub struct Sweep {
     pub close: Vec<SessionId>,
 }
 
-fn new_entry() -> SessionEntry {
+fn new_entry(post_rate: Rate) -> SessionEntry {
     SessionEntry {
         participant: None,
         last_request: Instant::now(),
@@ -119,8 +129,7 @@ fn new_entry() -> SessionEntry {
         pusher: CancellationToken::new(),
         resume_claim: None,
         ready_claim: None,
-        post_tokens: f64::INFINITY,
-        post_counted: Instant::now(),
+        post_budget: TokenBucket::full(post_rate, Instant::now()),
         rewind: Arc::new(Notify::new()),
     }
 }
@@ -138,31 +147,27 @@ impl SessionRegistry {
             state: Mutex::new(RegistryState::default()),
             grace_period,
             idle_timeout,
-            post_rate: post_rate.max(f64::MIN_POSITIVE),
-            post_burst: post_burst.max(1.0),
+            post_rate: Rate::new(post_rate, post_burst),
         }
     }
 
-    /// Counts a POST against its session's budget: `Err(wait)` when the session made too many
-    /// lately. Checked before anything reads the body, so a client flooding the relay costs
-    /// it little: a tool call refused by the chat rate limit has already been parsed twice and
-    /// passed through rmcp. (Unknown sessions pass: rmcp answers them 404.)
-    pub fn admit_post(&self, id: &str) -> Result<(), Duration> {
-        let (rate, burst) = (self.post_rate, self.post_burst);
+    /// Counts a POST against its session's budget. Checked before anything reads the body, so
+    /// a client flooding the relay costs it little: a tool call refused by the chat rate limit
+    /// has already been parsed twice and passed through rmcp.
+    pub fn admit_post(&self, id: &str) -> PostAdmission {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(id) else {
-            return Ok(());
+            return PostAdmission::UnknownSession;
         };
-        let now = Instant::now();
-        let refill = now.duration_since(entry.post_counted).as_secs_f64() * rate;
-        entry.post_tokens = (entry.post_tokens + refill).min(burst);
-        entry.post_counted = now;
-        if entry.post_tokens >= 1.0 {
-            entry.post_tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - entry.post_tokens) / rate))
+        match entry.post_budget.take(self.post_rate, Instant::now()) {
+            Ok(()) => PostAdmission::Admitted,
+            Err(wait) => PostAdmission::OverBudget(wait),
         }
+    }
+
+    /// Whether this node holds a session with that id.
+    pub fn has_session(&self, id: &str) -> bool {
+        self.lock().sessions.contains_key(id)
     }
 
     fn lock(&self) -> MutexGuard<'_, RegistryState> {
@@ -170,7 +175,8 @@ impl SessionRegistry {
     }
 
     fn session_created(&self, id: &SessionId) {
-        self.lock().sessions.insert(id.clone(), new_entry());
+        let entry = new_entry(self.post_rate);
+        self.lock().sessions.insert(id.clone(), entry);
     }
 
     /// Number of open sessions.

@@ -346,6 +346,19 @@ impl RawClient {
         }
     }
 
+    /// A client whose connections come from `source` (any 127.x.y.z works on loopback), for
+    /// tests of the per-address limits.
+    pub fn from_address(url: &str, source: &str) -> Self {
+        let source: std::net::IpAddr = source.parse().unwrap();
+        Self {
+            http: reqwest::Client::builder()
+                .local_address(source)
+                .build()
+                .unwrap(),
+            ..Self::new(url)
+        }
+    }
+
     /// Adds a header to every request.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));

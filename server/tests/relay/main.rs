@@ -7,6 +7,7 @@
 mod common;
 
 mod abuse;
+mod addresses;
 mod chat;
 mod deploy;
 mod liveness;
