@@ -133,6 +133,7 @@ fn client() -> &'static Mutex<Client> {
                     address_sessions_per_sec: 0.0,
                     address_refusals_per_sec: 0.0,
                     address_max_connections: 0,
+                    address_max_sessions: 0,
                     ..RelayConfig::default()
                 };
                 mcp_chat_relay::serve(listener, config, std::future::pending())

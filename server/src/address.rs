@@ -8,7 +8,8 @@
 //!
 //! - **connections** open at once, checked when a connection is accepted (not behind a trusted
 //!   proxy, where every connection comes from the proxy);
-//! - **new sessions** per second, a token bucket;
+//! - **new sessions** per second, a token bucket, and **sessions** open at once: without it one
+//!   address could, at its allowed rate, take every session the relay may hold;
 //! - **refused requests** per second (4xx other than 429), a token bucket: once an address has
 //!   used it up, its requests that carry no session of this node are refused before their body
 //!   is read. Requests on a live session go on: a neighbour behind the same NAT keeps chatting.
@@ -38,6 +39,7 @@ pub struct PeerAddress(pub IpAddr);
 #[derive(Debug)]
 pub struct AddressLimits {
     max_connections: usize,
+    max_sessions: usize,
     sessions: Option<Rate>,
     refusals: Option<Rate>,
     entries: Mutex<HashMap<IpAddr, AddressEntry>>,
@@ -48,6 +50,7 @@ pub struct AddressLimits {
 #[derive(Debug)]
 struct AddressEntry {
     connections: usize,
+    open_sessions: usize,
     sessions: Option<TokenBucket>,
     refusals: Option<TokenBucket>,
 }
@@ -56,17 +59,41 @@ struct AddressEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressBusy;
 
-/// An open connection counted against its address; uncounted when dropped.
-#[derive(Debug)]
-pub struct ConnectionPermit {
-    limits: Arc<AddressLimits>,
-    key: IpAddr,
+/// Why an address may not open a session now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRefusal {
+    /// It opened too many lately: a token comes back after this long.
+    TooFast(Duration),
+    /// It holds as many sessions as it may.
+    TooMany,
 }
 
-impl Drop for ConnectionPermit {
+/// A connection or session counted against its address; uncounted when dropped.
+pub struct AddressSlot {
+    limits: Arc<AddressLimits>,
+    key: IpAddr,
+    session: bool,
+}
+
+impl std::fmt::Debug for AddressSlot {
+    // Not derived: that would print the whole table of addresses.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressSlot")
+            .field("key", &self.key)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl Drop for AddressSlot {
     fn drop(&mut self) {
         if let Some(entry) = self.limits.lock().get_mut(&self.key) {
-            entry.connections = entry.connections.saturating_sub(1);
+            let count = if self.session {
+                &mut entry.open_sessions
+            } else {
+                &mut entry.connections
+            };
+            *count = count.saturating_sub(1);
         }
     }
 }
@@ -92,12 +119,18 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 }
 
 impl AddressLimits {
-    /// Limits of `max_connections` open connections (0: none), `sessions_per_sec` new sessions
-    /// and `refusals_per_sec` refused requests per address (0: none), each with bursts of ten
-    /// seconds' worth.
-    pub fn new(max_connections: usize, sessions_per_sec: f64, refusals_per_sec: f64) -> Self {
+    /// Limits of `max_connections` open connections and `max_sessions` open sessions,
+    /// `sessions_per_sec` new sessions and `refusals_per_sec` refused requests per address,
+    /// the rates with bursts of ten seconds' worth. 0: no such limit.
+    pub fn new(
+        max_connections: usize,
+        max_sessions: usize,
+        sessions_per_sec: f64,
+        refusals_per_sec: f64,
+    ) -> Self {
         Self {
             max_connections,
+            max_sessions,
             sessions: bucket_rate(sessions_per_sec),
             refusals: bucket_rate(refusals_per_sec),
             entries: Mutex::new(HashMap::new()),
@@ -118,6 +151,7 @@ impl AddressLimits {
             std::collections::hash_map::Entry::Vacant(vacant) if room => {
                 vacant.insert(AddressEntry {
                     connections: 0,
+                    open_sessions: 0,
                     sessions: None,
                     refusals: None,
                 })
@@ -130,7 +164,7 @@ impl AddressLimits {
     /// Counts a new connection from `ip`: `None` when the address already holds as many as it
     /// may (close the connection). Without a connection limit, or with the table full, the
     /// connection is let in uncounted.
-    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Option<ConnectionPermit>, AddressBusy> {
+    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Option<AddressSlot>, AddressBusy> {
         if self.max_connections == 0 {
             return Ok(None);
         }
@@ -144,28 +178,53 @@ impl AddressLimits {
             }
         });
         match admitted {
-            Some(true) => Ok(Some(ConnectionPermit {
+            Some(true) => Ok(Some(AddressSlot {
                 limits: self.clone(),
                 key: address_key(ip),
+                session: false,
             })),
             Some(false) => Err(AddressBusy),
             None => Ok(None),
         }
     }
 
-    /// Takes a new-session token for `ip`, or says how long until one is available.
-    pub fn admit_session(&self, ip: IpAddr) -> Result<(), Duration> {
-        let Some(rate) = self.sessions else {
-            return Ok(());
-        };
+    /// Lets `ip` open a session: takes a new-session token and counts the session as open
+    /// until the returned slot is dropped (keep it as long as the session lives). `Ok(None)`
+    /// when nothing is counted (no limits, or the table is full).
+    pub fn admit_session(
+        self: &Arc<Self>,
+        ip: IpAddr,
+    ) -> Result<Option<AddressSlot>, SessionRefusal> {
+        if self.sessions.is_none() && self.max_sessions == 0 {
+            return Ok(None);
+        }
+        let (rate, max) = (self.sessions, self.max_sessions);
         let now = Instant::now();
-        self.with_entry(ip, |entry| {
-            entry
-                .sessions
-                .get_or_insert_with(|| TokenBucket::full(rate, now))
-                .take(rate, now)
-        })
-        .unwrap_or(Ok(()))
+        let admitted = self.with_entry(ip, |entry| {
+            if max > 0 && entry.open_sessions >= max {
+                return Err(SessionRefusal::TooMany);
+            }
+            if let Some(rate) = rate {
+                entry
+                    .sessions
+                    .get_or_insert_with(|| TokenBucket::full(rate, now))
+                    .take(rate, now)
+                    .map_err(SessionRefusal::TooFast)?;
+            }
+            if max > 0 {
+                entry.open_sessions += 1;
+            }
+            Ok(max > 0)
+        });
+        match admitted {
+            Some(Ok(true)) => Ok(Some(AddressSlot {
+                limits: self.clone(),
+                key: address_key(ip),
+                session: true,
+            })),
+            Some(Ok(false)) | None => Ok(None),
+            Some(Err(refusal)) => Err(refusal),
+        }
     }
 
     /// Whether `ip` may still be refused a request: `Err(wait)` once it used up its refusals, until
@@ -217,6 +276,7 @@ impl AddressLimits {
                     _ => true,
                 };
             entry.connections > 0
+                || entry.open_sessions > 0
                 || !refilled(&mut entry.sessions, sessions)
                 || !refilled(&mut entry.refusals, refusals)
         });
@@ -270,7 +330,7 @@ mod tests {
 
     #[test]
     fn connections_are_capped_per_address_and_given_back() {
-        let limits = Arc::new(AddressLimits::new(2, 0.0, 0.0));
+        let limits = Arc::new(AddressLimits::new(2, 0, 0.0, 0.0));
         let first = limits.connect(ip("192.0.2.1")).unwrap();
         let _second = limits.connect(ip("192.0.2.1")).unwrap();
         assert!(
@@ -284,11 +344,14 @@ mod tests {
 
     #[test]
     fn sessions_run_out_and_refusals_block_after_their_burst() {
-        let limits = AddressLimits::new(0, 1.0, 1.0);
+        let limits = Arc::new(AddressLimits::new(0, 0, 1.0, 1.0));
         for _ in 0..10 {
             assert!(limits.admit_session(ip("192.0.2.1")).is_ok());
         }
-        assert!(limits.admit_session(ip("192.0.2.1")).is_err());
+        assert!(matches!(
+            limits.admit_session(ip("192.0.2.1")),
+            Err(SessionRefusal::TooFast(_))
+        ));
         assert!(limits.admit_session(ip("192.0.2.9")).is_ok());
 
         for _ in 0..10 {
@@ -301,24 +364,38 @@ mod tests {
     }
 
     #[test]
+    fn open_sessions_are_capped_until_their_slots_are_dropped() {
+        let limits = Arc::new(AddressLimits::new(0, 2, 0.0, 0.0));
+        let first = limits.admit_session(ip("192.0.2.1")).unwrap();
+        let _second = limits.admit_session(ip("192.0.2.1")).unwrap();
+        assert_eq!(
+            limits.admit_session(ip("192.0.2.1")).unwrap_err(),
+            SessionRefusal::TooMany
+        );
+        drop(first);
+        assert!(limits.admit_session(ip("192.0.2.1")).unwrap().is_some());
+    }
+
+    #[test]
     fn idle_addresses_are_forgotten_and_zero_means_no_limit() {
-        let limits = Arc::new(AddressLimits::new(1, 1000.0, 0.0));
+        let limits = Arc::new(AddressLimits::new(1, 1, 1000.0, 0.0));
         let permit = limits.connect(ip("192.0.2.1")).unwrap();
-        limits.admit_session(ip("192.0.2.2")).unwrap();
+        let session = limits.admit_session(ip("192.0.2.2")).unwrap();
+        drop(limits.admit_session(ip("192.0.2.4")).unwrap());
         limits.count_refusal(ip("192.0.2.3"));
         assert_eq!(
             limits.tracked(),
-            2,
+            3,
             "refusals are not tracked when unlimited"
         );
         std::thread::sleep(Duration::from_millis(20));
         limits.prune();
         assert_eq!(
             limits.tracked(),
-            1,
-            "only the address with a connection is left"
+            2,
+            "only addresses holding something are left"
         );
-        drop(permit);
+        drop((permit, session));
         limits.prune();
         assert_eq!(limits.tracked(), 0);
     }

@@ -51,6 +51,9 @@ pub const DEFAULT_REPLAY_EVENTS: usize = 32;
 /// Default [`RelayConfig::address_max_connections`]: a bridge holds two or three connections,
 /// so this is a large office behind one NAT.
 pub const DEFAULT_ADDRESS_MAX_CONNECTIONS: usize = 512;
+/// Default [`RelayConfig::address_max_sessions`]: an office behind one NAT, and one address cannot
+/// take the relay's whole `max_sessions`.
+pub const DEFAULT_ADDRESS_MAX_SESSIONS: usize = 256;
 /// Default [`RelayConfig::address_sessions_per_sec`]: a bridge opens one session when it starts
 /// and one per reconnect; bursts of 100 let a NAT's worth of clients come back after an outage.
 pub const DEFAULT_ADDRESS_SESSIONS_PER_SEC: f64 = 10.0;
@@ -111,6 +114,8 @@ pub struct RelayConfig {
     pub trust_forwarded_for: bool,
     /// Most connections open at once from one client address (0: no limit).
     pub address_max_connections: usize,
+    /// Most sessions open at once from one client address (0: no limit).
+    pub address_max_sessions: usize,
     /// New MCP sessions per second one client address may open, in bursts of ten seconds'
     /// worth (0: no limit).
     pub address_sessions_per_sec: f64,
@@ -142,6 +147,7 @@ impl Default for RelayConfig {
             header_read_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
             address_max_connections: DEFAULT_ADDRESS_MAX_CONNECTIONS,
+            address_max_sessions: DEFAULT_ADDRESS_MAX_SESSIONS,
             address_sessions_per_sec: DEFAULT_ADDRESS_SESSIONS_PER_SEC,
             address_refusals_per_sec: DEFAULT_ADDRESS_REFUSALS_PER_SEC,
         }

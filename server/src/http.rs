@@ -18,7 +18,7 @@ use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpService;
 
 use crate::Node;
-use crate::address::{PeerAddress, forwarded_for};
+use crate::address::{PeerAddress, SessionRefusal, forwarded_for};
 use crate::handler::ChatHandler;
 use crate::metrics::Rejection;
 use crate::sessions::{PostAdmission, TrackedSessionManager};
@@ -122,19 +122,31 @@ async fn guard_request(
     let live_session = session
         .as_deref()
         .is_some_and(|id| node.sessions.has_session(id));
+    let mut address_slot = None;
     if !live_session && let Some(ip) = client {
         if let Err(wait) = node.addresses.check_refusals(ip) {
             node.metrics.reject(Rejection::AddressRefusals);
             let what = "this address sent too many requests the relay had to refuse";
             return refuse_held(node, wait, what, true).await;
         }
-        if request.method() == Method::POST
-            && session.is_none()
-            && let Err(wait) = node.addresses.admit_session(ip)
-        {
-            node.metrics.reject(Rejection::AddressSessions);
-            let what = "this address opens sessions too fast";
-            return refuse_held(node, wait, what, true).await;
+        if request.method() == Method::POST && session.is_none() {
+            match node.addresses.admit_session(ip) {
+                Ok(slot) => address_slot = slot,
+                Err(refusal) => {
+                    node.metrics.reject(Rejection::AddressSessions);
+                    let (what, wait) = match refusal {
+                        SessionRefusal::TooFast(wait) => {
+                            ("this address opens sessions too fast", wait)
+                        }
+                        // A slot comes back when one of its sessions ends.
+                        SessionRefusal::TooMany => (
+                            "this address holds as many sessions as it may",
+                            Duration::from_secs(30),
+                        ),
+                    };
+                    return refuse_held(node, wait, what, true).await;
+                }
+            }
         }
     }
     if let Some(expected) = &node.config.access_token {
@@ -248,6 +260,14 @@ async fn guard_request(
         request
     };
     let response = next.run(request).await;
+    if let Some(slot) = address_slot
+        && let Some(id) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        node.sessions.hold_address_slot(id, slot);
+    }
     if deleting
         && !response.status().is_success()
         && let Some(id) = &session

@@ -113,6 +113,7 @@ pub async fn serve(
             } else {
                 config.address_max_connections
             },
+            config.address_max_sessions,
             config.address_sessions_per_sec,
             config.address_refusals_per_sec,
         )),

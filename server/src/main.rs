@@ -134,6 +134,10 @@ struct Args {
     #[arg(long, env = "MCP_CHAT_ADDRESS_MAX_CONNECTIONS", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_CONNECTIONS)]
     address_max_connections: usize,
 
+    /// Most sessions open at once from one client address; more are answered 429. 0: no limit.
+    #[arg(long, env = "MCP_CHAT_ADDRESS_MAX_SESSIONS", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_SESSIONS)]
+    address_max_sessions: usize,
+
     /// New MCP sessions per second one client address may open (bursts of ten seconds' worth);
     /// more are answered 429. 0: no limit.
     #[arg(long, env = "MCP_CHAT_ADDRESS_SESSIONS_PER_SEC", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_SESSIONS_PER_SEC)]
@@ -180,6 +184,7 @@ impl Args {
             replay_events: self.replay_events,
             trust_forwarded_for: self.trust_forwarded_for,
             address_max_connections: self.address_max_connections,
+            address_max_sessions: self.address_max_sessions,
             address_sessions_per_sec: self.address_sessions_per_sec,
             address_refusals_per_sec: self.address_refusals_per_sec,
             ..RelayConfig::default()

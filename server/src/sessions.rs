@@ -26,6 +26,7 @@ use rmcp::transport::streamable_http_server::session::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::address::AddressSlot;
 use crate::rate_limit::{Rate, TokenBucket};
 use crate::store::{ChatStore, ParticipantKey};
 
@@ -88,6 +89,8 @@ struct SessionEntry {
     post_budget: TokenBucket,
     /// Wakes the session's pusher to push again from `resume_claim` (see [`Rewind`]).
     rewind: Arc<Notify>,
+    /// The session counted against its client's address; given back when the entry goes.
+    address_slot: Option<AddressSlot>,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +134,7 @@ fn new_entry(post_rate: Rate) -> SessionEntry {
         ready_claim: None,
         post_budget: TokenBucket::full(post_rate, Instant::now()),
         rewind: Arc::new(Notify::new()),
+        address_slot: None,
     }
 }
 
@@ -162,6 +166,15 @@ impl SessionRegistry {
         match entry.post_budget.take(self.post_rate, Instant::now()) {
             Ok(()) => PostAdmission::Admitted,
             Err(wait) => PostAdmission::OverBudget(wait),
+        }
+    }
+
+    /// Counts the session against its client's address for as long as it lives (dropped at
+    /// once if the session is already gone).
+    pub fn hold_address_slot(&self, id: &str, slot: AddressSlot) {
+        let mut state = self.lock();
+        if let Some(entry) = state.sessions.get_mut(id) {
+            entry.address_slot = Some(slot);
         }
     }
 

@@ -64,6 +64,34 @@ async fn an_address_opening_sessions_too_fast_gets_429_and_others_do_not() {
     assert_eq!(rejections(&metrics, "too_many_sessions_per_address"), 1);
 }
 
+/// An address holding as many sessions as it may gets a held 429 for the next one, until one
+/// of its sessions ends.
+#[tokio::test]
+async fn an_address_holding_its_sessions_cap_opens_no_more_until_one_ends() {
+    let mut config = test_config();
+    config.address_max_sessions = 3;
+    let relay = TestRelay::start_with(config).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut client = RawClient::from_address(&relay.url, "127.0.0.8");
+        client.initialize().await;
+        held.push(client);
+    }
+    let one_more = RawClient::from_address(&relay.url, "127.0.0.8");
+    let refused = one_more.post(initialize_body()).await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert!(
+        refused.body.contains("as many sessions as it may"),
+        "{refused:?}"
+    );
+    let mut elsewhere = RawClient::from_address(&relay.url, "127.0.0.9");
+    elsewhere.initialize().await;
+
+    assert_eq!(held[0].delete().await, 202);
+    let mut again = RawClient::from_address(&relay.url, "127.0.0.8");
+    again.initialize().await;
+}
+
 /// An address that was refused too often is refused unread (held 429) on requests without a
 /// live session; its live session, and other addresses, carry on.
 #[tokio::test]
