@@ -16,9 +16,35 @@
 //! Then the abusers stop and the relay gets a while to recover. The victims' delivery latency
 //! per phase, every victim message counted exactly once, abuser calls by outcome, and the
 //! relay's memory, file descriptors and CPU tell whether the relay isolates them.
+//!
+//! The relay keeps its default per-address limits too (connections and sessions open at once,
+//! new sessions per second, refused requests per second), so the scenario models the internet: every
+//! victim comes from a loopback address of its own and every kind of abuser from one address
+//! of its own (Linux routes all of 127.0.0.0/8 to `lo`; the relay listens on 127.0.0.1 and sees
+//! each source address as a client):
+//!
+//! | who | source address |
+//! |---|---|
+//! | victim `v` (participant index `v`; the two members of a pair are on different addresses) | 127.1.(`v` / 250 mod 256).(`v` mod 250 + 1): 64,000 before they repeat |
+//! | flood (the flooder and its partner) | 127.2.0.1 |
+//! | queue churn | 127.2.0.2 |
+//! | reconnect churn | 127.2.0.3 |
+//! | malformed (pooled and fresh connections) | 127.2.0.4 |
+//! | slow readers (their sessions and unread GET streams) | 127.2.0.5 |
+//! | slowloris | 127.2.0.6 |
+//! | the slow readers' accomplices | 127.2.0.7 |
+//! | witnesses (partial requests held for the whole run) | 127.2.0.8 |
+//! | `/healthz` readings | the default, 127.0.0.1 |
+//!
+//! Expected from those limits: reconnect churn gets 429 for `initialize` once its address has
+//! used its burst of new sessions; malformed requests get 429 (unread, `Connection: close`)
+//! once their address has used its burst of refusals; slowloris connections past the
+//! per-address cap (512) are closed at accept; a refusal is held about 1 s before its answer,
+//! and a connection the relay closes on a held or refused request shows up as `:closed`. A
+//! victim is never refused: anything but success is a victim error.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,11 +59,13 @@ use tokio_util::sync::CancellationToken;
 use crate::BenchError;
 use crate::ledger::{LatencySummary, Tally};
 use crate::load::{Crowd, Pace, accepted, drain, settle, start_senders, stop_senders};
-use crate::participant::{Pairing, Participant};
+use crate::participant::{Clients, Pairing, Participant, http_client_from};
 use crate::procfs::ProcSample;
 use crate::raw::{self, RawSession};
 use crate::report::{CpuShare, ServerInfo};
-use crate::scenario::{Env, Load, Mark, counted_in, crowd, finish, health, judge, server_info};
+use crate::scenario::{
+    Env, Load, Mark, counted_in, crowd_from, finish, health, judge, server_info,
+};
 use crate::server::{RelayLimits, Server};
 
 /// How long to wait for the victims' last messages before counting them lost.
@@ -51,8 +79,31 @@ const WITNESSES: usize = 5;
 /// Abusers connecting at once during their set-up.
 const SETUP_CONCURRENCY: usize = 32;
 
+/// A slowloris connection the relay closes within this long of its opening was closed at
+/// accept (its per-address connection cap), not by its 10 s header-read timeout.
+const AT_ACCEPT_WITHIN: Duration = Duration::from_secs(2);
+
 /// The worst victims' p99 in phase 2 may be, as a multiple of phase 1's (issue 7).
 pub const P99_RATIO_GOAL: f64 = 2.0;
+
+const fn loopback(b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, b, c, d))
+}
+
+/// The source address of victim `v` (see the module's table).
+fn victim_address(v: u32) -> IpAddr {
+    loopback(1, (v / 250 % 256) as u8, (v % 250 + 1) as u8)
+}
+
+/// Source addresses of the abusers, one per kind (see the module's table).
+const FLOOD_ADDRESS: IpAddr = loopback(2, 0, 1);
+const QUEUE_CHURN_ADDRESS: IpAddr = loopback(2, 0, 2);
+const RECONNECT_ADDRESS: IpAddr = loopback(2, 0, 3);
+const MALFORMED_ADDRESS: IpAddr = loopback(2, 0, 4);
+const SLOW_READER_ADDRESS: IpAddr = loopback(2, 0, 5);
+const SLOWLORIS_ADDRESS: IpAddr = loopback(2, 0, 6);
+const ACCOMPLICE_ADDRESS: IpAddr = loopback(2, 0, 7);
+const WITNESS_ADDRESS: IpAddr = loopback(2, 0, 8);
 
 /// Scenario `abuse`.
 #[derive(Debug, Clone)]
@@ -146,7 +197,10 @@ pub struct SlowlorisReport {
     pub opened: u64,
     /// Connections that could not be opened.
     pub failed: u64,
-    /// Connections the relay closed while the abusers ran.
+    /// Connections the relay closed at once (within [`AT_ACCEPT_WITHIN`]), as its per-address
+    /// connection cap does at accept.
+    pub closed_at_accept: u64,
+    /// Connections the relay closed later while the abusers ran (its header-read timeout).
     pub closed_by_relay: u64,
     /// The earliest and latest such closing, seconds after the connection was opened.
     pub closed_after_secs: Option<(f64, f64)>,
@@ -235,7 +289,11 @@ impl Outcomes {
     }
 }
 
-/// Outcomes an abuser is expected to get; anything else is a finding.
+/// Outcomes an abuser is expected to get; anything else is a finding. Besides the relay's
+/// answers to each kind of abuse, its per-address limits (the relay's defaults) refuse
+/// reconnect churn's `initialize` (429: new sessions) and malformed requests (429: refusals,
+/// answered unread with `Connection: close`), close slowloris connections past 512 at accept,
+/// and may close a connection whose held request was refused (`:closed`).
 fn expected(abuser: &str, outcome: &str) -> bool {
     let tool_refusals = [
         "ok",
@@ -250,17 +308,26 @@ fn expected(abuser: &str, outcome: &str) -> bool {
         "queue_churn" => outcome.split_once(':').is_some_and(|(tool, rest)| {
             matches!(tool, "enter_queue" | "leave_chat") && tool_refusals.contains(&rest)
         }),
-        "reconnect" => matches!(outcome, "ok" | "ok_identity"),
-        "malformed" => matches!(
+        "reconnect" => matches!(
             outcome,
-            "oversized:413"
-                | "not_json:400:-32700"
-                | "not_jsonrpc:400:-32600"
-                | "unknown_session:404"
+            "ok" | "ok_identity" | "initialize:http:429" | "initialize:closed"
         ),
+        "malformed" => outcome.split_once(':').is_some_and(|(kind, answer)| {
+            let refused = matches!(answer, "429" | "closed");
+            match kind {
+                "oversized" => refused || answer == "413",
+                "not_json" => refused || answer == "400:-32700",
+                "not_jsonrpc" => refused || answer == "400:-32600",
+                "unknown_session" => refused || answer == "404",
+                _ => false,
+            }
+        }),
         "slow_reader_accomplice" => matches!(outcome, "send:ok"),
         "slow_reader" => matches!(outcome, "setup:ok" | "teardown:ok"),
-        "slowloris" => matches!(outcome, "opened" | "closed_by_relay" | "open_at_stop"),
+        "slowloris" => matches!(
+            outcome,
+            "opened" | "closed_at_accept" | "closed_by_relay" | "open_at_stop"
+        ),
         _ => false,
     }
 }
@@ -274,7 +341,14 @@ struct Abusers {
     slowloris: Vec<JoinHandle<Option<f64>>>,
     outcomes: BTreeMap<&'static str, Outcomes>,
     slowloris_failed: u64,
+    /// The slow readers' client (their sessions are deleted from their own address).
+    slow_http: reqwest::Client,
     started: Instant,
+}
+
+/// A client from `address`, or (should it not build) the generator's default one.
+fn client_from(env: &Env, address: IpAddr) -> reqwest::Client {
+    http_client_from(Some(address)).unwrap_or_else(|_| env.http.clone())
 }
 
 /// Scenario `abuse`.
@@ -297,7 +371,7 @@ pub async fn abuse(env: &Env, params: &AbuseParams) -> Result<AbuseReportBox, Be
     let witnesses_opened = Instant::now();
     let mut witnesses = Vec::new();
     for _ in 0..WITNESSES {
-        if let Ok(stream) = raw::open_partial_request(addr).await {
+        if let Ok(stream) = raw::open_partial_request(addr, Some(WITNESS_ADDRESS)).await {
             witnesses.push(stream);
         }
     }
@@ -311,11 +385,12 @@ pub async fn abuse(env: &Env, params: &AbuseParams) -> Result<AbuseReportBox, Be
         ramp_concurrency: params.ramp_concurrency,
         mute_log_pushes: false,
     };
+    let clients = Clients::per_participant(victims, victim_address)?;
     let Crowd {
         participants,
         errors,
         ..
-    } = crowd(env, &server, &load).await;
+    } = crowd_from(env, &server, &load, &clients).await;
     let pace = Pace::new(Some(params.rate), participants.len());
     let senders = start_senders(&participants, &pace, params.message_bytes, env.clock);
     tokio::time::sleep(params.warmup).await;
@@ -344,7 +419,7 @@ pub async fn abuse(env: &Env, params: &AbuseParams) -> Result<AbuseReportBox, Be
     relay.push(reading(env, &server, "after phase 2 (abusers running)").await);
 
     eprintln!("stopping the abusers");
-    let (abuser_outcomes, slowloris, abuse_secs) = stop_abusers(env, &server, abusers).await;
+    let (abuser_outcomes, slowloris, abuse_secs) = stop_abusers(&server, abusers).await;
     let recovery_start = Mark::now(env.clock, &server);
     tokio::time::sleep(params.recovery).await;
     let recovery_end = Mark::now(env.clock, &server);
@@ -374,7 +449,7 @@ pub async fn abuse(env: &Env, params: &AbuseParams) -> Result<AbuseReportBox, Be
         tokio::time::sleep(params.window).await;
         let end = Mark::now(env.clock, &server);
         relay.push(reading(env, &server, &format!("after phase 2, round {round}")).await);
-        let (outcomes, _, secs) = stop_abusers(env, &server, abusers).await;
+        let (outcomes, _, secs) = stop_abusers(&server, abusers).await;
         for (abuser, counts) in outcomes {
             let merged = abuser_outcomes.entry(abuser).or_default();
             for (outcome, n) in counts {
@@ -500,30 +575,44 @@ async fn start_abusers(
     let mut tasks = Vec::new();
     let mut participants = Vec::new();
     let url = server.url.clone();
-    let http = env.http.clone();
     let clock = env.clock;
     let mut next_index = first_index;
 
     // Slowloris first: the longest set-up, and the connections should be there all along.
     let slowloris_out = outcomes["slowloris"].clone();
-    let opened: Vec<Result<TcpStream, String>> = futures::stream::iter(0..params.slowloris)
-        .map(|_| raw::open_partial_request(addr))
-        .buffer_unordered(64)
-        .collect()
-        .await;
+    // Each with the moment it was opened: the time to its closing tells the per-address cap
+    // (at accept) from the header-read timeout, however long opening all of them takes.
+    let opened: Vec<(Result<TcpStream, String>, Instant)> =
+        futures::stream::iter(0..params.slowloris)
+            .map(|_| async move {
+                let stream = raw::open_partial_request(addr, Some(SLOWLORIS_ADDRESS)).await;
+                (stream, Instant::now())
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
     let mut slowloris = Vec::new();
     let mut slowloris_failed = 0;
-    for stream in opened {
-        let Ok(mut stream) = stream else {
-            slowloris_failed += 1;
-            slowloris_out.add("connect_failed");
-            continue;
+    for (stream, opened) in opened {
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            // Connected, but the relay had closed the connection before the request was
+            // written: the per-address cap, at accept.
+            Err(kind) if kind == "connect:write" => {
+                slowloris_out.add("opened");
+                slowloris_out.add("closed_at_accept");
+                continue;
+            }
+            Err(_) => {
+                slowloris_failed += 1;
+                slowloris_out.add("connect_failed");
+                continue;
+            }
         };
         slowloris_out.add("opened");
         let stop = stop.clone();
         let out = slowloris_out.clone();
         slowloris.push(tokio::spawn(async move {
-            let opened = Instant::now();
             let mut buf = [0u8; 1024];
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -538,8 +627,16 @@ async fn start_abusers(
                         }
                     }
                 } => {
-                    out.add("closed_by_relay");
-                    Some(opened.elapsed().as_secs_f64())
+                    // The relay's per-address connection cap closes a connection as soon as it
+                    // is accepted; its header-read timeout only after 10 s.
+                    let after = opened.elapsed();
+                    if after < AT_ACCEPT_WITHIN {
+                        out.add("closed_at_accept");
+                        None
+                    } else {
+                        out.add("closed_by_relay");
+                        Some(after.as_secs_f64())
+                    }
                 }
             }
         }));
@@ -551,20 +648,28 @@ async fn start_abusers(
     );
 
     // Slow readers and their accomplices.
+    let slow_http = client_from(env, SLOW_READER_ADDRESS);
+    let accomplice_http = client_from(env, ACCOMPLICE_ADDRESS);
     let base = next_index;
     next_index += params.slow_readers as u32 * 2;
     let pairs: Vec<Result<(RawSession, TcpStream, Participant), String>> =
         futures::stream::iter(0..params.slow_readers as u32)
             .map(|i| {
-                let http = http.clone();
+                let http = slow_http.clone();
+                let accomplice_http = accomplice_http.clone();
                 let url = url.clone();
                 let run_id = env.run_id.clone();
                 async move {
                     let reader = base + 2 * i;
                     let accomplice_index = reader + 1;
                     let session = raw::open_session(&http, &url, None).await?;
-                    let stream =
-                        raw::open_unread_stream(addr, &session, SLOW_READER_RCVBUF).await?;
+                    let stream = raw::open_unread_stream(
+                        addr,
+                        Some(SLOW_READER_ADDRESS),
+                        &session,
+                        SLOW_READER_RCVBUF,
+                    )
+                    .await?;
                     let room = format!("{run_id}-{}", accomplice_index / 2);
                     raw::call_tool(
                         &http,
@@ -575,7 +680,8 @@ async fn start_abusers(
                     )
                     .await?;
                     let accomplice =
-                        Participant::connect(&http, &url, accomplice_index, clock).await?;
+                        Participant::connect(&accomplice_http, &url, accomplice_index, clock)
+                            .await?;
                     accomplice.pair(Pairing::Rooms, &run_id).await?;
                     Ok((session, stream, accomplice))
                 }
@@ -622,9 +728,10 @@ async fn start_abusers(
     // The flooder and its partner.
     let flood_index = next_index.div_ceil(2) * 2;
     next_index = flood_index + 2;
+    let flood_http = client_from(env, FLOOD_ADDRESS);
     let flood_pair = async {
-        let a = Participant::connect(&http, &url, flood_index, clock).await?;
-        let b = Participant::connect(&http, &url, flood_index + 1, clock).await?;
+        let a = Participant::connect(&flood_http, &url, flood_index, clock).await?;
+        let b = Participant::connect(&flood_http, &url, flood_index + 1, clock).await?;
         let (ra, rb) = tokio::join!(
             a.pair(Pairing::Rooms, &env.run_id),
             b.pair(Pairing::Rooms, &env.run_id)
@@ -655,11 +762,12 @@ async fn start_abusers(
     }
 
     // Queue churners.
+    let churn_http = client_from(env, QUEUE_CHURN_ADDRESS);
     for _ in 0..params.queue_churners {
         let index = next_index;
         next_index += 1;
         let out = outcomes["queue_churn"].clone();
-        match Participant::connect(&http, &url, index, clock).await {
+        match Participant::connect(&churn_http, &url, index, clock).await {
             Err(kind) => out.add(&format!("setup:{kind}")),
             Ok(p) => {
                 let p = Arc::new(p);
@@ -680,8 +788,9 @@ async fn start_abusers(
 
     // Reconnect churn: open a session, delete it; every other one carries an identity token
     // (the same one each time for a loop, as a client reconnecting would).
+    let reconnect_http = client_from(env, RECONNECT_ADDRESS);
     for worker in 0..params.reconnect_in_flight {
-        let http = http.clone();
+        let http = reconnect_http.clone();
         let url = url.clone();
         let out = outcomes["reconnect"].clone();
         let stop = stop.clone();
@@ -717,9 +826,11 @@ async fn start_abusers(
     // Oversized requests on connections of their own: the relay answers 413 without reading
     // the body and closes the connection, which must not break the other requests' pooled
     // connections (that is measured separately, see `oversized_then_reuse`).
+    let http = client_from(env, MALFORMED_ADDRESS);
     let fresh = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
+        .local_address(MALFORMED_ADDRESS)
         .build()
         .unwrap_or_else(|_| http.clone());
     for worker in 0..params.malformed_in_flight {
@@ -752,6 +863,7 @@ async fn start_abusers(
         slowloris,
         outcomes,
         slowloris_failed,
+        slow_http,
         started,
     }
 }
@@ -787,8 +899,7 @@ async fn malformed_request(
     };
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return format!("{name}:timeout"),
-        Err(_) => return format!("{name}:transport"),
+        Err(e) => return raw::transport(name, &e),
     };
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
@@ -814,7 +925,6 @@ async fn still_open(stream: &mut TcpStream) -> bool {
 /// Stops every abuser and closes what it held: the flooder's, churners' and accomplices'
 /// sessions and the slow readers' sessions are deleted, the raw connections closed.
 async fn stop_abusers(
-    env: &Env,
     server: &Server,
     abusers: Abusers,
 ) -> (
@@ -830,6 +940,7 @@ async fn stop_abusers(
         slowloris,
         outcomes,
         slowloris_failed,
+        slow_http,
         started,
     } = abusers;
     stop.cancel();
@@ -845,21 +956,21 @@ async fn stop_abusers(
     futures::stream::iter(slow_sessions)
         .for_each_concurrent(SETUP_CONCURRENCY, |(session, stream)| {
             let out = slow_out.clone();
+            let http = &slow_http;
             async move {
-                let result = raw::delete_session(&env.http, &server.url, &session).await;
+                let result = raw::delete_session(http, &server.url, &session).await;
                 out.add_result("teardown:", &result);
                 drop(stream);
             }
         })
         .await;
     crate::load::close_all(participants, SETUP_CONCURRENCY).await;
+    let slowloris_counts = outcomes["slowloris"].snapshot();
+    let count = |outcome: &str| slowloris_counts.get(outcome).copied().unwrap_or(0);
     let slowloris = SlowlorisReport {
-        opened: outcomes["slowloris"]
-            .snapshot()
-            .get("opened")
-            .copied()
-            .unwrap_or(0),
+        opened: count("opened"),
         failed: slowloris_failed,
+        closed_at_accept: count("closed_at_accept"),
         closed_by_relay: closings.len() as u64,
         closed_after_secs: closings.iter().copied().fold(None, |acc, t| match acc {
             None => Some((t, t)),
@@ -888,7 +999,7 @@ pub fn render(out: &mut String, r: &AbuseReport) {
     use std::fmt::Write;
     let _ = writeln!(
         out,
-        "## abuse: {} victim pairs at {:.0} msg/s ({} B, {} pairing), phases of {:.0} s, relay rate limit {}/s burst {}\n",
+        "## abuse: {} victim pairs at {:.0} msg/s ({} B, {} pairing), phases of {:.0} s, relay rate limit {}/s burst {}, per-address limits at their defaults (every victim and every kind of abuser on a loopback address of its own)\n",
         r.pairs, r.rate, r.message_bytes, r.pairing, r.window_secs, r.rate_limit.0, r.rate_limit.1
     );
     let _ = writeln!(
@@ -960,10 +1071,12 @@ pub fn render(out: &mut String, r: &AbuseReport) {
     let s = &r.slowloris;
     let _ = writeln!(
         out,
-        "| slowloris: opened / failed / closed by the relay within {:.0} s | {} / {} / {}{} |",
+        "| slowloris: opened / failed / closed at accept (within {:.0} s) / closed later by the relay within {:.0} s | {} / {} / {} / {}{} |",
+        AT_ACCEPT_WITHIN.as_secs_f64(),
         s.held_secs,
         s.opened,
         s.failed,
+        s.closed_at_accept,
         s.closed_by_relay,
         s.closed_after_secs
             .map_or(String::new(), |(a, b)| format!(" (after {a:.1}–{b:.1} s)"))
@@ -1031,7 +1144,37 @@ mod tests {
         assert!(expected("queue_churn", "leave_chat:tool:not_in_room"));
         assert!(!expected("queue_churn", "leave_chat:transport_send"));
         assert!(expected("malformed", "not_json:400:-32700"));
+        assert!(expected("malformed", "not_json:429"));
+        assert!(expected("malformed", "oversized:closed"));
         assert!(!expected("malformed", "oversized:transport"));
+        assert!(!expected("malformed", "not_json:400:-32600"));
+        assert!(!expected("malformed", "weird:429"));
+        assert!(expected("reconnect", "initialize:http:429"));
         assert!(!expected("reconnect", "initialize:http:503"));
+        assert!(!expected("reconnect", "delete:http:429"));
+        assert!(expected("slowloris", "closed_at_accept"));
+        assert!(!expected("slowloris", "connect_failed"));
+    }
+
+    #[test]
+    fn addresses_are_distinct() {
+        let victims: std::collections::HashSet<IpAddr> = (0..64_000).map(victim_address).collect();
+        assert_eq!(victims.len(), 64_000);
+        assert_eq!(victim_address(0), loopback(1, 0, 1));
+        assert_eq!(victim_address(251), loopback(1, 1, 2));
+        let abusers = [
+            FLOOD_ADDRESS,
+            QUEUE_CHURN_ADDRESS,
+            RECONNECT_ADDRESS,
+            MALFORMED_ADDRESS,
+            SLOW_READER_ADDRESS,
+            SLOWLORIS_ADDRESS,
+            ACCOMPLICE_ADDRESS,
+            WITNESS_ADDRESS,
+        ];
+        for a in abusers {
+            assert!(!victims.contains(&a));
+            assert!(a.is_loopback());
+        }
     }
 }

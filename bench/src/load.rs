@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{Account, Clock, Sent, Stamp, Tally, encode, tally};
-use crate::participant::{Pairing, Participant};
+use crate::participant::{Clients, Pairing, Participant};
 
 /// The pace every sender follows, changeable while they run.
 #[derive(Debug)]
@@ -80,10 +80,10 @@ pub struct Ramp {
     pub mute_log_pushes: bool,
 }
 
-/// Connects `n` participants to `url` as `ramp` says. Participants that fail, or whose partner
-/// failed, are counted and left out.
+/// Connects `n` participants to `url` as `ramp` says, participant `i` with `clients.of(i)`.
+/// Participants that fail, or whose partner failed, are counted and left out.
 pub async fn gather(
-    http: &reqwest::Client,
+    clients: &Clients,
     url: &str,
     n: usize,
     ramp: Ramp,
@@ -102,7 +102,7 @@ pub async fn gather(
         .map(|index| {
             let done = &done;
             async move {
-                let p = Participant::connect(http, url, index, clock).await?;
+                let p = Participant::connect(clients.of(index), url, index, clock).await?;
                 if let Some(pairing) = pairing {
                     p.pair(pairing, run_id).await?;
                 }

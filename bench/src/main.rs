@@ -12,7 +12,9 @@
 //! ```
 //!
 //! By default each scenario spawns the relay binary found next to this one on 127.0.0.1 port 0,
-//! with rate limits and the session cap raised for load. See BENCHMARKS.md.
+//! with rate limits and the session cap raised for load and the per-address limits off (every
+//! participant comes from 127.0.0.1); `abuse` keeps the relay's default limits and spreads its
+//! clients over loopback addresses instead. See BENCHMARKS.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,7 +39,10 @@ struct Cli {
     command: Command,
 
     /// Load a relay that is already running at this MCP URL instead of spawning one. Its own
-    /// rate limits apply, and its memory and CPU time are not read.
+    /// rate limits and per-address limits apply (every participant but abuse's comes from one
+    /// address: for a large ramp start it with --address-sessions-per-sec 0
+    /// --address-max-sessions 0 --address-refusals-per-sec 0 --address-max-connections 0), and
+    /// its memory and CPU time are not read.
     #[arg(long, global = true, conflicts_with_all = ["relay_bin", "builtin_relay"])]
     relay_url: Option<String>,
 
@@ -77,7 +82,8 @@ enum Command {
     /// A minimal HTTP server with a fixed JSON-RPC reply, driven by the same client code.
     Baseline(BaselineArgs),
     /// Victims chat alone, then next to every abuser at once, under the relay's default rate
-    /// limits; their latency, the abusers' answers, the relay's memory and fds.
+    /// and per-address limits (each victim and each kind of abuser on a loopback address of its
+    /// own); their latency, the abusers' answers, the relay's memory and fds.
     Abuse(AbuseArgs),
     /// Steady chatting with churn for a long time; relay memory and fds sampled, lost messages.
     Soak(SoakArgs),
@@ -293,6 +299,14 @@ struct BuiltinRelayArgs {
     max_message_bytes: usize,
     #[arg(long)]
     max_body_bytes: usize,
+    #[arg(long, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_SESSIONS_PER_SEC)]
+    address_sessions_per_sec: f64,
+    #[arg(long, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_SESSIONS)]
+    address_max_sessions: usize,
+    #[arg(long, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_REFUSALS_PER_SEC)]
+    address_refusals_per_sec: f64,
+    #[arg(long, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_CONNECTIONS)]
+    address_max_connections: usize,
 }
 
 impl LoadArgs {
@@ -357,6 +371,10 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                 max_sessions: args.max_sessions,
                 max_message_bytes: args.max_message_bytes,
                 max_body_bytes: args.max_body_bytes,
+                address_sessions_per_sec: args.address_sessions_per_sec,
+                address_max_sessions: args.address_max_sessions,
+                address_refusals_per_sec: args.address_refusals_per_sec,
+                address_max_connections: args.address_max_connections,
                 ..mcp_chat_relay::RelayConfig::default()
             };
             mcp_chat_bench::run_builtin_relay(args.bind, config).await?;

@@ -4,6 +4,7 @@
 #![allow(deprecated)] // `logging/setLevel` is deprecated by SEP-2577 but the relay honours it.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -56,6 +57,14 @@ impl std::fmt::Display for Pairing {
 /// new TCP connection per tool call) and like the reverse proxy in front of a public relay.
 /// One client also keeps the generator's own file descriptors near one per participant.
 pub fn http_client() -> Result<reqwest::Client, BenchError> {
+    http_client_from(None)
+}
+
+/// The same client, its connections bound to source address `local` (`None`: the kernel's
+/// choice, 127.0.0.1 for the relay on 127.0.0.1). Linux routes all of 127.0.0.0/8 to `lo`, so
+/// a client bound to 127.1.0.5 reaches a relay on 127.0.0.1 and the relay sees it as a client
+/// of its own address (its per-address limits).
+pub fn http_client_from(local: Option<IpAddr>) -> Result<reqwest::Client, BenchError> {
     // reqwest may be built with `rustls-no-provider` (feature unification with the bridge):
     // give it a provider, although every URL here is plain http.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -63,8 +72,41 @@ pub fn http_client() -> Result<reqwest::Client, BenchError> {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
+        .local_address(local)
         .build()
         .map_err(|e| BenchError::Setup(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Which HTTP client, and so which source address, each participant of a crowd uses.
+#[derive(Clone)]
+pub struct Clients {
+    /// One client per address, participant `index` uses `clients[index % len]`.
+    clients: Arc<[reqwest::Client]>,
+}
+
+impl Clients {
+    /// Every participant shares `http` (one source address, one connection pool).
+    pub fn shared(http: &reqwest::Client) -> Self {
+        Self {
+            clients: Arc::from([http.clone()]),
+        }
+    }
+
+    /// Participant `index` (for `index < n`) on address `address(index)`, each with a client
+    /// of its own (its own connection pool, as separate machines have).
+    pub fn per_participant(n: usize, address: impl Fn(u32) -> IpAddr) -> Result<Self, BenchError> {
+        let clients = (0..n.max(1) as u32)
+            .map(|index| http_client_from(Some(address(index))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            clients: clients.into(),
+        })
+    }
+
+    /// The client of participant `index`.
+    pub fn of(&self, index: u32) -> &reqwest::Client {
+        &self.clients[index as usize % self.clients.len()]
+    }
 }
 
 /// The display name of participant `index` (how partners learn each other's index).

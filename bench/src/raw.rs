@@ -1,7 +1,7 @@
 //! Bare HTTP against the relay's `/mcp`, below rmcp: the requests a misbehaving or hostile
 //! client sends (sessions opened and dropped, GET streams never read, partial requests).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mcp_chat::protocol::IDENTITY_HEADER;
@@ -56,12 +56,64 @@ fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
         .header("content-type", "application/json")
 }
 
-fn transport(step: &str, e: &reqwest::Error) -> String {
+/// The kind of a failed request: `<step>:timeout`, `<step>:closed` (the server closed or reset
+/// the connection before its answer was read) or `<step>:transport` (anything else).
+pub fn transport(step: &str, e: &reqwest::Error) -> String {
     if e.is_timeout() {
         format!("{step}:timeout")
+    } else if closed_by_peer(e) {
+        format!("{step}:closed")
     } else {
         format!("{step}:transport")
     }
+}
+
+/// True when `error` (or one of its causes) is the peer closing or resetting the connection:
+/// an I/O error of that kind, or hyper's "connection closed before message completed".
+pub fn closed_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        if e.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// A TCP connection to `addr`, from source address `local` (port chosen by the kernel) when
+/// given: every address of 127.0.0.0/8 reaches a relay on 127.0.0.1, as a client of its own.
+pub async fn connect(
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+    recv_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(size) = recv_buffer {
+        let _ = socket.set_recv_buffer_size(size);
+    }
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
 }
 
 /// `initialize` then `notifications/initialized`, as a client does; the error is the kind of
@@ -170,7 +222,8 @@ pub async fn call_tool(
     Ok(result.clone())
 }
 
-/// Ends a raw session (HTTP DELETE); the error is `delete:http:<status>` or `delete:transport`.
+/// Ends a raw session (HTTP DELETE); the error is `delete:http:<status>`, `delete:transport`,
+/// ...
 pub async fn delete_session(
     http: &reqwest::Client,
     url: &str,
@@ -195,15 +248,15 @@ pub async fn delete_session(
 /// Opens `session`'s standalone GET (SSE) stream on a TCP connection of its own, with the
 /// headers rmcp's client sends, and reads only the response head: the caller then never reads
 /// again. `recv_buffer` shrinks the socket's receive buffer (and so the TCP window the relay
-/// sees) so that the relay's side fills after a few events, not megabytes.
+/// sees) so that the relay's side fills after a few events, not megabytes. The connection comes
+/// from source address `local` when given.
 pub async fn open_unread_stream(
     addr: SocketAddr,
+    local: Option<IpAddr>,
     session: &RawSession,
     recv_buffer: u32,
 ) -> Result<TcpStream, String> {
-    let socket = TcpSocket::new_v4().map_err(|_| "get:socket".to_owned())?;
-    let _ = socket.set_recv_buffer_size(recv_buffer);
-    let mut stream = tokio::time::timeout(RAW_TIMEOUT, socket.connect(addr))
+    let mut stream = tokio::time::timeout(RAW_TIMEOUT, connect(addr, local, Some(recv_buffer)))
         .await
         .map_err(|_| "get:timeout".to_owned())?
         .map_err(|_| "get:connect".to_owned())?;
@@ -233,10 +286,15 @@ pub async fn open_unread_stream(
     Ok(stream)
 }
 
-/// Connects and sends the start of a request (request line and one unfinished header), then
-/// nothing: a slowloris connection.
-pub async fn open_partial_request(addr: SocketAddr) -> Result<TcpStream, String> {
-    let mut stream = tokio::time::timeout(RAW_TIMEOUT, TcpStream::connect(addr))
+/// Connects (from source address `local` when given) and sends the start of a request
+/// (request line and one unfinished header), then nothing: a slowloris connection. The error is
+/// `connect:timeout`, `connect:failed`, or `connect:write` (connected, but the peer had
+/// already closed or reset the connection when the request was written).
+pub async fn open_partial_request(
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+) -> Result<TcpStream, String> {
+    let mut stream = tokio::time::timeout(RAW_TIMEOUT, connect(addr, local, None))
         .await
         .map_err(|_| "connect:timeout".to_owned())?
         .map_err(|_| "connect:failed".to_owned())?;

@@ -14,7 +14,7 @@ use crate::load::{
     Crowd, Pace, Ramp, accepted, close_all, drain, gather, send_stamped, settle, start_senders,
     stop_senders,
 };
-use crate::participant::{Pairing, Participant};
+use crate::participant::{Clients, Pairing, Participant};
 use crate::procfs::{self, ProcSample};
 use crate::report::{
     BaselineReport, BaselineRun, ConnectionsReport, CpuReading, CpuShare, LatencyReport,
@@ -178,12 +178,24 @@ pub(crate) async fn finish(server: Server, participants: Vec<Arc<Participant>>) 
     }
 }
 
-/// Connects and pairs `2 × pairs` participants.
+/// Connects and pairs `2 × pairs` participants, all on the generator's shared client (one
+/// source address: the spawned relay's per-address limits are off, see
+/// [`RelayLimits::relay_args`]).
 pub(crate) async fn crowd(env: &Env, server: &Server, load: &Load) -> Crowd {
+    crowd_from(env, server, load, &Clients::shared(&env.http)).await
+}
+
+/// Connects and pairs `2 × pairs` participants, participant `i` with `clients.of(i)`.
+pub(crate) async fn crowd_from(
+    env: &Env,
+    server: &Server,
+    load: &Load,
+    clients: &Clients,
+) -> Crowd {
     let n = load.pairs * 2;
     eprintln!("connecting {n} participants ({} pairing)", load.pairing);
     let crowd = gather(
-        &env.http,
+        clients,
         &server.url,
         n,
         Ramp {
@@ -548,7 +560,7 @@ async fn baseline_report(env: &Env, params: &BaselineParams) -> Result<BaselineR
 
     // 1. rmcp clients: exactly the client code the relay scenarios use, sending back to back.
     let crowd = gather(
-        &env.http,
+        &Clients::shared(&env.http),
         &server.url,
         params.sessions,
         Ramp {

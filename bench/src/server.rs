@@ -35,7 +35,7 @@ pub enum ServerKind {
     External(String),
 }
 
-/// Limits a spawned relay gets, raised so that they do not throttle the load.
+/// Limits a spawned relay gets, raised (or turned off) so that they do not throttle the load.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayLimits {
     /// Concurrent sessions the relay admits.
@@ -43,9 +43,24 @@ pub struct RelayLimits {
     /// Longest message, bytes.
     pub max_message_bytes: usize,
     /// Keep the relay's own per-participant rate limits (`--rate-per-sec 2 --rate-burst 10`)
-    /// instead of raising them out of the way (the abuse scenario).
+    /// and its per-address limits (connections, sessions, new sessions and refusals per client
+    /// address)
+    /// instead of raising them out of the way or turning them off (the abuse scenario, whose
+    /// clients come from many loopback addresses).
     pub default_rate_limits: bool,
 }
+
+/// The relay flags that turn its per-address limits off.
+const ADDRESS_LIMITS_OFF: [&str; 8] = [
+    "--address-sessions-per-sec",
+    "0",
+    "--address-max-sessions",
+    "0",
+    "--address-refusals-per-sec",
+    "0",
+    "--address-max-connections",
+    "0",
+];
 
 impl RelayLimits {
     /// Limits for `participants` sessions sending messages of `message_bytes`.
@@ -57,7 +72,7 @@ impl RelayLimits {
         }
     }
 
-    /// The same, with the relay's default per-participant rate limits.
+    /// The same, with the relay's default per-participant rate limits and per-address limits.
     pub fn with_default_rate_limits(self) -> Self {
         Self {
             default_rate_limits: true,
@@ -66,8 +81,12 @@ impl RelayLimits {
     }
 
     /// The relay's command-line flags for these limits. Per-participant rate limits are set
-    /// far above anything the generator sends; the idle timeout is an hour so that idle
-    /// participants of a long ramp are not reaped.
+    /// far above anything the generator sends, and the per-address limits are turned off
+    /// (`--address-sessions-per-sec 0 --address-max-sessions 0 --address-refusals-per-sec 0
+    /// --address-max-connections 0`): every participant of these scenarios comes from 127.0.0.1, one address ramping
+    /// thousands of sessions. With [`Self::default_rate_limits`] both stay at the relay's
+    /// defaults. The idle timeout is an hour so that idle participants of a long ramp are not
+    /// reaped.
     pub fn relay_args(&self) -> Vec<String> {
         let body =
             (self.max_message_bytes * 2 + 2048).max(mcp_chat::limits::DEFAULT_MAX_BODY_BYTES);
@@ -90,6 +109,15 @@ impl RelayLimits {
                 "--idle-timeout-secs".to_owned(),
                 "3600".to_owned(),
             ])
+            .chain(
+                if self.default_rate_limits {
+                    &[][..]
+                } else {
+                    &ADDRESS_LIMITS_OFF[..]
+                }
+                .iter()
+                .map(|&a| a.to_owned()),
+            )
             .chain([
                 "--max-sessions".to_owned(),
                 self.max_sessions.to_string(),
@@ -304,6 +332,19 @@ pub fn sibling_relay_binary() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_address_limits_are_off_unless_defaults_are_kept() {
+        let load = RelayLimits::for_load(100, 100);
+        let args = load.relay_args().join(" ");
+        assert!(args.contains(
+            "--address-sessions-per-sec 0 --address-max-sessions 0 --address-refusals-per-sec 0 \
+             --address-max-connections 0"
+        ));
+        let abuse = load.with_default_rate_limits().relay_args().join(" ");
+        assert!(!abuse.contains("--address-"));
+        assert!(abuse.contains("--rate-per-sec 2 "));
+    }
 
     #[test]
     fn reads_the_relay_startup_line() {
