@@ -691,7 +691,8 @@ async fn start_abusers(
             .await;
     let mut slow_sessions = Vec::new();
     let slow_out = outcomes["slow_reader"].clone();
-    for pair in pairs {
+    let accomplices = pairs.len().max(1);
+    for (n, pair) in pairs.into_iter().enumerate() {
         match pair {
             Err(kind) => slow_out.add(&format!("setup:{kind}")),
             Ok((session, stream, accomplice)) => {
@@ -703,8 +704,13 @@ async fn start_abusers(
                 let stop = stop.clone();
                 let size = params.slow_reader_message_bytes;
                 let period = Duration::from_secs_f64(1.0 / mcp_chat::limits::DEFAULT_RATE_PER_SEC);
+                // Spread over the period, as independent senders are: started together, the
+                // accomplices would send in one burst every period, and what the victims
+                // measured would be that burst's queue rather than the slow readers.
+                let phase = period.mul_f64(n as f64 / accomplices as f64);
                 tasks.push(tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(period);
+                    let mut tick =
+                        tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     let text = "s".repeat(size);
                     loop {
