@@ -61,7 +61,7 @@ pub struct Metrics {
     rejections: [AtomicU64; REJECTIONS.len()],
     /// Notifications pushed to sessions (custom and logging).
     pub notifications_sent: AtomicU64,
-    /// Pushes abandoned because the client did not take them in time.
+    /// Pushes that waited more than 5 s for a client not reading its stream.
     pub push_timeouts: AtomicU64,
     /// Participants ended because their grace period ran out.
     pub participants_timed_out: AtomicU64,
@@ -132,7 +132,7 @@ impl Metrics {
         );
         gauge(
             "mcp_chat_push_timeouts_total",
-            "Pushes abandoned because a client did not read them in time.",
+            "Pushes that waited more than 5 s for a client not reading its stream.",
             "counter",
             self.push_timeouts.load(Ordering::Relaxed),
         );

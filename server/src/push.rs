@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::Node;
 use crate::store::ParticipantKey;
 
-/// How long one notification may wait for a client that does not read its stream.
+/// How long a notification may wait for its client before it counts as a push timeout (the
+/// client is not reading its stream). The pusher goes on waiting for it: see [`send`].
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events read from the inbox per round.
 const PUSH_BATCH: usize = 32;
@@ -78,7 +79,7 @@ pub async fn run_pusher(
                     break;
                 }
                 let log = node.sessions.mirrors_events(&session);
-                if !push_event(&node, &peer, &event, log).await {
+                if !push_event(&node, &peer, &event, log, &stop).await {
                     return;
                 }
                 pushed = event.seq;
@@ -113,8 +114,14 @@ pub async fn run_pusher(
     }
 }
 
-/// Sends one event; false when the session is gone.
-async fn push_event(node: &Node, peer: &Peer<RoleServer>, event: &ChatEvent, log: bool) -> bool {
+/// Sends one event; false when the session is gone or the pusher is stopped.
+async fn push_event(
+    node: &Node,
+    peer: &Peer<RoleServer>,
+    event: &ChatEvent,
+    log: bool,
+    stop: &CancellationToken,
+) -> bool {
     let Ok(params) = serde_json::to_value(event) else {
         return true;
     };
@@ -122,37 +129,53 @@ async fn push_event(node: &Node, peer: &Peer<RoleServer>, event: &ChatEvent, log
         event.method(),
         Some(params.clone()),
     ));
-    if !send(node, peer.send_notification(custom)).await {
+    if !send(node, stop, peer.send_notification(custom)).await {
         return false;
     }
     if log {
         let data = serde_json::json!({ "text": render::event_line(event), "event": params });
         let logging = LoggingMessageNotificationParam::new(LoggingLevel::Info, data)
             .with_logger(EVENT_LOGGER);
-        if !send(node, peer.notify_logging_message(logging)).await {
+        if !send(node, stop, peer.notify_logging_message(logging)).await {
             return false;
         }
     }
     true
 }
 
+/// Sends one notification and waits until rmcp has taken it; false when the session is gone
+/// or the pusher is stopped.
+///
+/// A client that does not read its stream is waited for, however long, one notification at a
+/// time. Giving up and pushing the next event instead (as this once did after
+/// [`PUSH_TIMEOUT`]) does not take the first one back: it stays queued inside rmcp, and every
+/// further try queues another, up to about a hundred notifications per session (its sink, its
+/// stream channel, its replay cache) — megabytes per slow reader with long messages — while
+/// the skipped events were never pushed at all. Waiting keeps one notification in flight, the
+/// pushes complete and in order once the client reads again, and meanwhile the events wait
+/// in the inbox (bounded; `wait_for_message` reads them). A stream the client gave up on is
+/// closed when it opens a new one (`sessions`), which ends the wait.
 async fn send(
     node: &Node,
+    stop: &CancellationToken,
     sending: impl Future<Output = Result<(), rmcp::service::ServiceError>>,
 ) -> bool {
-    match tokio::time::timeout(PUSH_TIMEOUT, sending).await {
-        Ok(Ok(())) => {
-            node.metrics
-                .notifications_sent
-                .fetch_add(1, Ordering::Relaxed);
-            true
-        }
-        Ok(Err(_)) => false,
+    let mut sending = std::pin::pin!(sending);
+    let sent = match tokio::time::timeout(PUSH_TIMEOUT, &mut sending).await {
+        Ok(sent) => sent,
         Err(_) => {
-            // The client is not reading its stream. Skip this push; the event stays in the
-            // inbox for wait_for_message.
             node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
-            true
+            tokio::select! {
+                sent = &mut sending => sent,
+                () = stop.cancelled() => return false,
+            }
         }
+    };
+    if sent.is_err() {
+        return false;
     }
+    node.metrics
+        .notifications_sent
+        .fetch_add(1, Ordering::Relaxed);
+    true
 }
