@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Chatter, RawClient, TestRelay};
+use crate::common::{Chatter, RawClient, TestRelay, test_config};
 
 /// Reads SSE from `response` until a `message.received` with `text` arrived or `within`
 /// passed; returns the `(id, data)` of every event read.
@@ -170,4 +170,140 @@ async fn clients_rendering_events_get_no_logging_mirror() {
         mirrored >= 2,
         "chatroom.found and the first message, each also mirrored: {got:?}"
     );
+}
+
+/// Takes the complete chunks of an HTTP/1.1 chunked body from the front of `raw` and appends
+/// their data to `body`.
+fn dechunk(raw: &mut Vec<u8>, body: &mut Vec<u8>) {
+    loop {
+        let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return;
+        };
+        let size = std::str::from_utf8(&raw[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .expect("a chunk size line");
+        let start = line_end + 2;
+        if raw.len() < start + size + 2 {
+            return;
+        }
+        body.extend_from_slice(&raw[start..start + size]);
+        raw.drain(..start + size + 2);
+    }
+}
+
+/// A client that stops reading its stream for longer than a push may take (5 s) and then
+/// reads again gets every event pushed exactly once, in order: the pusher waits for it, one
+/// notification at a time, and the stall is counted as a push timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_gets_every_push_once_in_order_when_it_reads_again() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The relay's socket buffer grows to 4 MiB on loopback (tcp_wmem), hyper buffers ~400 KB
+    // more: 600 events of ~12 KB are what it takes to make a push wait.
+    const MESSAGES: usize = 600;
+    let mut config = test_config();
+    config.inbox_capacity = 4096;
+    let relay = TestRelay::start_with(config).await;
+    let mut a = RawClient::new(&relay.url);
+    a.initialize().await;
+    let b = Chatter::connect(&relay.url).await;
+    a.call(1, "join_room", json!({ "room_id": "stall" })).await;
+    let _: Value = b.ok("join_room", json!({ "room_id": "stall" })).await;
+
+    // The GET stream on a socket with a small receive buffer, so that the relay's writes stop
+    // after a few events (reqwest would keep reading into its own buffers).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(relay.addr).await.unwrap();
+    let request = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\
+         Mcp-Session-Id: {}\r\nMcp-Protocol-Version: 2025-11-25\r\n\r\n",
+        a.session.as_deref().unwrap()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let head_end = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the stream's head")
+            .unwrap();
+        assert!(n > 0, "the relay closed the stream");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    raw.drain(..head_end + 4);
+
+    // Each event is two notifications of about 4 KB and 8 KB (custom and logging mirror).
+    let padding = "p".repeat(3900);
+    let sent: Vec<String> = (0..MESSAGES)
+        .map(|i| format!("m{i:02} {padding}"))
+        .collect();
+    for text in &sent {
+        b.ok::<Value>("send_message", json!({ "text": text })).await;
+    }
+    let timed_out = async {
+        loop {
+            let (_, metrics) = relay.get("/metrics").await;
+            let count = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("mcp_chat_push_timeouts_total "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if count > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), timed_out)
+        .await
+        .expect("a push waited more than 5 s for the stalled reader");
+
+    // Read again: every message arrives, once, in order.
+    let mut body = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while texts.len() < MESSAGES {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {MESSAGES} pushed: {texts:?}", texts.len()))
+            .unwrap();
+        assert!(
+            n > 0,
+            "the relay closed the stream after {} pushes",
+            texts.len()
+        );
+        raw.extend_from_slice(&buf[..n]);
+        dechunk(&mut raw, &mut body);
+        while let Some(end) = body.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = body.drain(..end + 2).collect();
+            let block = String::from_utf8_lossy(&block);
+            let Some(data) = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            else {
+                continue;
+            };
+            if data["method"] == "message.received" {
+                texts.push(
+                    data["params"]["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    assert!(texts == sent, "every push once, in order");
 }
