@@ -21,7 +21,7 @@ use crate::Node;
 use crate::address::{PeerAddress, SessionRefusal, forwarded_for};
 use crate::handler::ChatHandler;
 use crate::metrics::Rejection;
-use crate::sessions::{PostAdmission, TrackedSessionManager};
+use crate::sessions::TrackedSessionManager;
 
 /// The rmcp service mounted at `/mcp`.
 pub type McpService = StreamableHttpService<ChatHandler, TrackedSessionManager>;
@@ -202,7 +202,7 @@ async fn guard_request(
     }
     if request.method() == Method::POST
         && let Some(id) = &session
-        && let PostAdmission::OverBudget(wait) = node.sessions.admit_post(id)
+        && let Err(wait) = node.sessions.admit_post(id)
     {
         node.metrics.reject(Rejection::TooManyRequests);
         return refuse_held(node, wait, "this session sends too fast", false).await;

@@ -48,17 +48,6 @@ pub struct SessionRegistry {
     post_rate: Rate,
 }
 
-/// What [`SessionRegistry::admit_post`] decided.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PostAdmission {
-    /// A session of this node, within its budget.
-    Admitted,
-    /// No session of this node has that id (rmcp answers 404).
-    UnknownSession,
-    /// The session made too many lately: a token comes back after this long.
-    OverBudget(Duration),
-}
-
 #[derive(Debug, Default)]
 struct RegistryState {
     sessions: HashMap<SessionId, SessionEntry>,
@@ -157,16 +146,14 @@ impl SessionRegistry {
 
     /// Counts a POST against its session's budget. Checked before anything reads the body, so
     /// a client flooding the relay costs it little: a tool call refused by the chat rate limit
-    /// has already been parsed twice and passed through rmcp.
-    pub fn admit_post(&self, id: &str) -> PostAdmission {
+    /// has already been parsed twice and passed through rmcp. `Err(wait)` when the session
+    /// made too many lately. (Unknown sessions pass: rmcp answers them 404.)
+    pub fn admit_post(&self, id: &str) -> Result<(), Duration> {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(id) else {
-            return PostAdmission::UnknownSession;
+            return Ok(());
         };
-        match entry.post_budget.take(self.post_rate, Instant::now()) {
-            Ok(()) => PostAdmission::Admitted,
-            Err(wait) => PostAdmission::OverBudget(wait),
-        }
+        entry.post_budget.take(self.post_rate, Instant::now())
     }
 
     /// Counts the session against its client's address for as long as it lives (dropped at
