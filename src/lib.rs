@@ -15,10 +15,13 @@
 //! - [`limits`]: default limits and the input sanitisers that enforce the contract's bounds.
 //! - [`render`]: the short text renderings a model reads next to the structured results.
 //! - [`protocol`]: MCP protocol versions and HTTP header names.
+//! - [`pane`]: the chat pane (an MCP App view, also the relay's web page) and its tools, listed
+//!   only to hosts that render MCP Apps.
 
 pub mod errors;
 pub mod events;
 pub mod limits;
+pub mod pane;
 pub mod protocol;
 pub mod render;
 pub mod tools;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::limits::{self, MAX_EVENTS_PER_WAIT};
+use mcp_chat::pane::{self, PaneSync, PaneSyncParams};
 use mcp_chat::protocol::{
     EVENTS_CAPABILITY, IDENTITY_HEADER, LAST_SEQ_HEADER, supported_protocol_versions,
 };
@@ -18,8 +19,9 @@ use mcp_chat::tools::{self, ChatStatus, WaitForMessageOutput};
 use mcp_chat::{ErrorCode, ToolError, render};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, LoggingLevel, MetaObject, PaginatedRequestParams, ProtocolVersion,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+    InitializeRequestParams, InitializeResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    MetaObject, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::SessionId;
@@ -143,6 +145,23 @@ impl ChatHandler {
                 let _: tools::NoParams = parse(args)?;
                 Ok(status_result(&store.next_chat(who).await?))
             }
+            pane::OPEN_CHAT => {
+                let _: tools::NoParams = parse(args)?;
+                Ok(structured(
+                    &store.status(who).await?,
+                    pane::OPEN_CHAT_TEXT.to_owned(),
+                ))
+            }
+            pane::PANE_SYNC => {
+                let p: PaneSyncParams = parse(args)?;
+                self.pane_sync(who, p, ctx).await
+            }
+            pane::PANE_SEND => {
+                let p: tools::SendMessageParams = parse(args)?;
+                self.check_text(&p.text)?;
+                let out = store.send_message(who, p.text).await?;
+                Ok(structured(&out, render::send_text(&out)))
+            }
             _ => {
                 let _: tools::NoParams = parse(args)?;
                 Ok(status_result(&store.status(who).await?))
@@ -235,12 +254,112 @@ impl ChatHandler {
     }
 }
 
+impl ChatHandler {
+    /// The chat pane's long poll: what is new after the view's cursors, at once, or after
+    /// holding the call until an event arrives, `wait_secs` pass, the host cancels or the relay
+    /// shuts down. Events it returns count as read: the person saw them in the pane.
+    async fn pane_sync(
+        &self,
+        who: &ParticipantKey,
+        params: PaneSyncParams,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let store = &self.node.store;
+        // Subscribe before reading, so an event landing between the read and the wait still
+        // wakes the call.
+        let mut changes = store.watch(who);
+        changes.borrow_and_update();
+        let deadline = Instant::now() + pane::pane_wait(params.wait_secs);
+        loop {
+            let sync = self.pane_snapshot(who, &params).await?;
+            let held_long_enough = Instant::now() >= deadline
+                || ctx.ct.is_cancelled()
+                || self.node.shutdown.is_cancelled();
+            if !sync.is_empty() || held_long_enough {
+                if let Some(last) = sync.events.last() {
+                    store.mark_read_through(who, last.seq).await?;
+                }
+                let text = format!(
+                    "{} new events, {} messages.",
+                    sync.events.len(),
+                    sync.messages.len()
+                );
+                return Ok(structured(&sync, text));
+            }
+            tokio::select! {
+                _ = ctx.ct.cancelled() => {}
+                _ = self.node.shutdown.cancelled() => {}
+                changed = tokio::time::timeout_at(deadline, changes.changed()) => {
+                    if let Ok(Err(_)) = changed {
+                        // The participant ended: nothing more will arrive.
+                        let sync = self.pane_snapshot(who, &params).await?;
+                        return Ok(structured(&sync, "The chat ended.".to_owned()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the pane has not seen yet: inbox events after `after_seq` (on the first call, the
+    /// newest ones still in the inbox) and the current room's messages after
+    /// `since_message_seq`.
+    async fn pane_snapshot(
+        &self,
+        who: &ParticipantKey,
+        params: &PaneSyncParams,
+    ) -> Result<PaneSync, ToolError> {
+        let store = &self.node.store;
+        let status = store.status(who).await?;
+        let (events, more) = match params.after_seq {
+            Some(after) => {
+                let mut events = store
+                    .events_after(who, after, pane::MAX_PANE_ITEMS + 1)
+                    .await?;
+                let more = events.len() > pane::MAX_PANE_ITEMS;
+                events.truncate(pane::MAX_PANE_ITEMS);
+                (events, more)
+            }
+            None => {
+                let mut events = store
+                    .events_after(who, 0, self.node.config.inbox_capacity)
+                    .await?;
+                let older = events.len().saturating_sub(pane::MAX_PANE_ITEMS);
+                events.drain(..older);
+                (events, false)
+            }
+        };
+        let cursor = events
+            .last()
+            .map(|e| e.seq)
+            .or(params.after_seq)
+            .unwrap_or(0);
+        let (room_id, messages) = match &status.room_id {
+            Some(room) => {
+                let page = store
+                    .transcript(who, params.since_message_seq, pane::MAX_PANE_ITEMS)
+                    .await?;
+                (Some(room.clone()), page.messages)
+            }
+            None => (None, Vec::new()),
+        };
+        Ok(PaneSync {
+            status,
+            events,
+            more,
+            cursor,
+            room_id,
+            messages,
+        })
+    }
+}
+
 impl ServerHandler for ChatHandler {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_logging()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(
@@ -248,6 +367,20 @@ impl ServerHandler for ChatHandler {
                 .with_title("mcp-chat relay"),
         )
         .with_instructions(tools::INSTRUCTIONS)
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        ctx.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        // Hosts that render the chat pane are told to offer it.
+        result.instructions = Some(pane::instructions_for(pane::client_renders_ui(
+            &request.capabilities,
+        )));
+        Ok(result)
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -295,13 +428,46 @@ impl ServerHandler for ChatHandler {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(tools::tool_definitions()))
+        Ok(ListToolsResult::with_all_items(pane::tools_for(
+            renders_ui(&ctx.peer),
+        )))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        tools::tool_definition(name)
+        pane::tool_for(name, true)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let resources = if renders_ui(&ctx.peer) {
+            vec![pane::chat_view_resource()]
+        } else {
+            Vec::new()
+        };
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        if request.uri != pane::CHAT_VIEW_URI {
+            return Err(McpError::resource_not_found(
+                format!(
+                    "no resource {:?}; this relay serves {}",
+                    request.uri,
+                    pane::CHAT_VIEW_URI
+                ),
+                None,
+            ));
+        }
+        Ok(pane::chat_view_contents().into())
     }
 
     async fn call_tool(
@@ -309,7 +475,10 @@ impl ServerHandler for ChatHandler {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if !tools::TOOL_NAMES.contains(&request.name.as_ref()) {
+        let name = request.name.as_ref();
+        let known = tools::TOOL_NAMES.contains(&name)
+            || (pane::PANE_TOOL_NAMES.contains(&name) && renders_ui(&ctx.peer));
+        if !known {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool {:?}; call tools/list for the chat tools",
@@ -352,6 +521,12 @@ impl ServerHandler for ChatHandler {
             .unwrap_or_else(|e| error_result(&e));
         Ok(result.into())
     }
+}
+
+/// True when the session's client announced the MCP Apps extension in `initialize`.
+fn renders_ui(peer: &rmcp::Peer<RoleServer>) -> bool {
+    peer.peer_info()
+        .is_some_and(|info| pane::client_renders_ui(&info.capabilities))
 }
 
 /// The newest event a client says it has received (`mcp-chat-last-seq`), if it says so

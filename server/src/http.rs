@@ -1,4 +1,5 @@
-//! The HTTP surface: `/mcp` (Streamable HTTP via rmcp) behind a guard, `/healthz`, `/metrics`.
+//! The HTTP surface: `/mcp` (Streamable HTTP via rmcp) behind a guard, the chat page at `/`,
+//! `/healthz`, `/metrics`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::Node;
 use crate::address::{PeerAddress, SessionRefusal, forwarded_for};
 use crate::handler::ChatHandler;
 use crate::metrics::Rejection;
+use crate::page;
 use crate::sessions::TrackedSessionManager;
 
 /// The rmcp service mounted at `/mcp`.
@@ -32,6 +34,7 @@ pub fn router(node: Arc<Node>, mcp: McpService) -> Router {
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(node.clone(), guard_mcp));
     Router::new()
+        .route("/", get(page::chat_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(node)
@@ -111,9 +114,12 @@ async fn refuse_held(node: &Node, wait: Duration, what: &str, close: bool) -> Re
 async fn guard_request(
     node: &Node,
     client: Option<IpAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    // The relay's own page (`/`) passes the Origin check; rmcp refuses every other origin not
+    // configured.
+    page::strip_same_origin(request.headers_mut());
     let session = request
         .headers()
         .get("mcp-session-id")

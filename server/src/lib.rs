@@ -7,8 +7,8 @@
 //!   in-memory implementation.
 //! - `handler`: the per-session MCP server (tools, logging level); `push`: the per-session
 //!   pusher of events; `sessions`: session liveness and the grace period; `http`: routes and the
-//!   request guard; `address`: limits per client address; `listen`: accepting connections;
-//!   `metrics`, `rate_limit`.
+//!   request guard; `page`: the chat page at `/` and its same-origin rule; `address`: limits per
+//!   client address; `listen`: accepting connections; `metrics`, `rate_limit`.
 
 mod address;
 pub mod config;
@@ -16,6 +16,7 @@ mod handler;
 mod http;
 mod listen;
 mod metrics;
+mod page;
 mod push;
 mod rate_limit;
 mod sessions;

@@ -152,6 +152,10 @@ pub trait ChatStore: Send + Sync + 'static {
     /// events back.) The cursor never moves past the newest event.
     async fn set_read_cursor(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
 
+    /// Marks events up to `seq` read, never moving the read cursor back (the chat pane showed
+    /// them to the person, so `wait_for_message` does not hand them to the model later).
+    async fn mark_read_through(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError>;
+
     /// Events with a sequence number above `seq`, without marking anything read (for pushing).
     async fn events_after(
         &self,

@@ -669,6 +669,15 @@ impl ChatStore for MemoryStore {
         Ok(())
     }
 
+    async fn mark_read_through(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+        let mut state = self.lock();
+        if let Some(p) = state.participants.get_mut(who) {
+            let inbox = &mut p.inbox;
+            inbox.read_through = inbox.read_through.max(seq.min(inbox.last_seq));
+        }
+        Ok(())
+    }
+
     async fn events_after(
         &self,
         who: &ParticipantKey,

@@ -413,6 +413,13 @@ elseif OP == 'set_cursor' then
   end
   return 'ok'
 
+elseif OP == 'read_through' then
+  if exists(who) then
+    local seq = math.min(tonumber(ARGV[A + 1]), num(hget(who, 'last')))
+    if seq > num(hget(who, 'read')) then redis.call('HSET', pk(who), 'read', s(seq)) end
+  end
+  return 'ok'
+
 elseif OP == 'mark_pushed' then
   if exists(who) then
     local seq = math.min(tonumber(ARGV[A + 1]), num(hget(who, 'last')))

@@ -391,6 +391,13 @@ impl ChatStore for RedisStore {
         Ok(())
     }
 
+    async fn mark_read_through(&self, who: &ParticipantKey, seq: u64) -> Result<(), ToolError> {
+        let _: String = self
+            .run("read_through", &[who.as_str(), &seq.to_string()])
+            .await?;
+        Ok(())
+    }
+
     async fn events_after(
         &self,
         who: &ParticipantKey,

@@ -110,6 +110,8 @@ pub enum Pushed {
 #[derive(Clone)]
 pub struct Recorder {
     pushes: mpsc::UnboundedSender<Pushed>,
+    /// Announce the MCP Apps extension, as hosts that render the chat pane do.
+    ui: bool,
 }
 
 impl ClientHandler for Recorder {
@@ -133,10 +135,16 @@ impl ClientHandler for Recorder {
     }
 
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("relay-test", "0"),
-        )
+        let mut capabilities = ClientCapabilities::default();
+        if self.ui {
+            let mut ui = serde_json::Map::new();
+            ui.insert(
+                "mimeTypes".to_owned(),
+                serde_json::json!([mcp_chat::pane::UI_MIME_TYPE]),
+            );
+            capabilities.extensions = Some([(mcp_chat::pane::UI_EXTENSION.to_owned(), ui)].into());
+        }
+        ClientConfig::new(capabilities, Implementation::new("relay-test", "0"))
     }
 }
 
@@ -173,11 +181,28 @@ impl Chatter {
             .expect("connects to the relay")
     }
 
+    /// Connects a participant whose client announces the MCP Apps extension (a host that
+    /// renders the chat pane).
+    pub async fn connect_ui(url: &str) -> Self {
+        Self::try_connect_client(url, HashMap::new(), None, true)
+            .await
+            .expect("connects to the relay")
+    }
+
     /// Like [`Self::connect_with`], but returns the error.
     pub async fn try_connect(
         url: &str,
         headers: HashMap<http::HeaderName, http::HeaderValue>,
         bearer: Option<&str>,
+    ) -> Result<Self, String> {
+        Self::try_connect_client(url, headers, bearer, false).await
+    }
+
+    async fn try_connect_client(
+        url: &str,
+        headers: HashMap<http::HeaderName, http::HeaderValue>,
+        bearer: Option<&str>,
+        ui: bool,
     ) -> Result<Self, String> {
         let mut config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
         if let Some(token) = bearer {
@@ -185,7 +210,7 @@ impl Chatter {
         }
         let transport = StreamableHttpClientTransport::from_config(config);
         let (tx, pushes) = mpsc::unbounded_channel();
-        let service = Recorder { pushes: tx }
+        let service = Recorder { pushes: tx, ui }
             .serve(transport)
             .await
             .map_err(|e| e.to_string())?;

@@ -12,6 +12,7 @@ mod chat;
 mod deploy;
 mod liveness;
 mod matching;
+mod pane;
 mod redis;
 mod redis_harness;
 mod shutdown;
