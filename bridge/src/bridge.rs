@@ -14,6 +14,10 @@
 //! - progress notifications during long calls that carry a progress token;
 //! - chat events: de-duplicated by event, mirrored as Claude Code channel pushes, and kept for
 //!   the `chat://current` resource;
+//! - the chat pane, for hosts that announce the MCP Apps extension: its tools in the offline
+//!   `tools/list` and its view (`ui://mcp-chat/chat.html`) from `resources/read`, embedded, so
+//!   the pane opens before the relay is reached (the host's capabilities go to the relay
+//!   unchanged, so the relay lists the same tools);
 //! - `logging/setLevel`: applied to what the bridge forwards, and passed on to the relay.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -22,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::events::{ChatEvent, EventBody, NOTIFICATION_METHODS};
+use mcp_chat::pane;
 use mcp_chat::protocol::{EVENT_LOGGER, EVENTS_CAPABILITY, supported_protocol_versions};
 use mcp_chat::render;
-use mcp_chat::tools::{self, INSTRUCTIONS};
+use mcp_chat::tools;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -95,6 +100,8 @@ pub struct Bridge {
     list_waiters: Vec<(Instant, Value)>,
     /// The tools list last served to the host, if it came from the contract.
     served_fallback_tools: bool,
+    /// The host announced the MCP Apps extension: it gets the chat pane's tools and view.
+    host_renders_ui: bool,
     /// The relay's last `tools/list` result (served while disconnected).
     relay_tools: Option<Value>,
     /// Host's minimum log level rank (debug 0 ... emergency 7).
@@ -180,6 +187,7 @@ impl Bridge {
             held: Vec::new(),
             list_waiters: Vec::new(),
             served_fallback_tools: false,
+            host_renders_ui: false,
             relay_tools: None,
             host_log_rank: 1,
             host_log_level_set: None,
@@ -316,7 +324,16 @@ impl Bridge {
                 self.forward_or_hold(id, message).await;
             }
             "resources/list" if !self.relay_has("resources") => {
-                self.send_host(response(&id, json!({ "resources": [inbox_resource()] })))
+                let mut resources = vec![inbox_resource()];
+                if self.host_renders_ui {
+                    resources.push(json!(pane::chat_view_resource()));
+                }
+                self.send_host(response(&id, json!({ "resources": resources })))
+                    .await;
+            }
+            // The view is embedded, so the pane opens even before the relay is reached.
+            "resources/read" if message["params"]["uri"] == pane::CHAT_VIEW_URI => {
+                self.send_host(response(&id, json!(pane::chat_view_contents())))
                     .await;
             }
             "resources/templates/list" if !self.relay_has("resources") => {
@@ -366,6 +383,7 @@ impl Bridge {
 
     /// Answers the host's `initialize` at once and starts connecting to the relay.
     async fn initialize(&mut self, id: Value, params: Value) {
+        let host_renders_ui = pane::announces_ui(&params["capabilities"]);
         let asked = params["protocolVersion"].as_str().unwrap_or("");
         let versions = supported_protocol_versions();
         let version = versions
@@ -388,12 +406,15 @@ impl Bridge {
                 "title": "mcp-chat",
                 "version": env!("CARGO_PKG_VERSION"),
             },
-            "instructions": INSTRUCTIONS,
+            "instructions": pane::instructions_for(host_renders_ui),
         });
         self.send_host(response(&id, result)).await;
         if self.to_relay.is_some() {
             return; // a second initialize: the connection is already there
         }
+        // The host's capabilities, the extension included, go to the relay as they are, so
+        // the relay lists the pane's tools to exactly the hosts the bridge lists them to.
+        self.host_renders_ui = host_renders_ui;
         let mut client_info = params
             .get("clientInfo")
             .cloned()
@@ -498,7 +519,7 @@ impl Bridge {
             Some(tools) => tools.clone(),
             None => {
                 self.served_fallback_tools = true;
-                contract_tools()
+                contract_tools(self.host_renders_ui)
             }
         };
         self.send_host(response(&id, result)).await;
@@ -646,7 +667,8 @@ impl Bridge {
 
     async fn on_relay_tools(&mut self, result: Option<Value>) {
         let Some(result) = result else { return };
-        let differs = self.served_fallback_tools && result["tools"] != contract_tools()["tools"];
+        let differs = self.served_fallback_tools
+            && result["tools"] != contract_tools(self.host_renders_ui)["tools"];
         self.relay_tools = Some(result);
         if differs {
             self.served_fallback_tools = false;
@@ -868,28 +890,38 @@ impl Bridge {
 }
 
 /// For a `tools/call` of one of the relay's chat tools: the tool's name and how long its answer
-/// may take. `wait_for_message` waits up to its `timeout_secs` (clamped as the relay clamps
-/// it) before answering; a value that is not a whole number of seconds gets the longest wait,
-/// so that the bridge never gives up before the relay would answer.
+/// may take. `wait_for_message` waits up to its `timeout_secs`, and the pane's `pane_sync` up
+/// to its `wait_secs` (clamped as the relay clamps them), before answering; a value that is
+/// not a whole number of seconds gets the longest wait, so that the bridge never gives up
+/// before the relay would answer.
 fn chat_call_limit(message: &Value) -> Option<(&'static str, Duration)> {
     if message["method"] != "tools/call" {
         return None;
     }
     let name = message["params"]["name"].as_str()?;
-    let tool = tools::TOOL_NAMES.into_iter().find(|t| *t == name)?;
-    if tool != tools::WAIT_FOR_MESSAGE {
-        return Some((tool, CHAT_CALL_DEADLINE));
-    }
-    let asked = match &message["params"]["arguments"]["timeout_secs"] {
+    let tool = tools::TOOL_NAMES
+        .into_iter()
+        .chain(pane::PANE_TOOL_NAMES)
+        .find(|t| *t == name)?;
+    let arguments = &message["params"]["arguments"];
+    let asked = |key: &str| match &arguments[key] {
         Value::Null => None,
         value => Some(value.as_u64().unwrap_or(u64::MAX)),
     };
-    Some((tool, tools::wait_duration(asked) + WAIT_CALL_MARGIN))
+    match tool {
+        tools::WAIT_FOR_MESSAGE => Some((
+            tool,
+            tools::wait_duration(asked("timeout_secs")) + WAIT_CALL_MARGIN,
+        )),
+        pane::PANE_SYNC => Some((tool, pane::pane_wait(asked("wait_secs")) + WAIT_CALL_MARGIN)),
+        _ => Some((tool, CHAT_CALL_DEADLINE)),
+    }
 }
 
-/// The contract's tool list as a `tools/list` result.
-pub fn contract_tools() -> Value {
-    json!({ "tools": tools::tool_definitions() })
+/// The contract's tool list as a `tools/list` result, with the chat pane's tools for a host
+/// that renders MCP Apps (`ui`).
+pub fn contract_tools(ui: bool) -> Value {
+    json!({ "tools": pane::tools_for(ui) })
 }
 
 fn inbox_resource() -> Value {
@@ -973,6 +1005,17 @@ mod tests {
             mcp_chat::limits::MAX_WAIT_SECS + 15
         );
         assert_eq!(wait(Value::Null), mcp_chat::limits::DEFAULT_WAIT_SECS + 15);
+        let sync = |args| limit(&call("pane_sync", args)).unwrap().1;
+        assert_eq!(sync(json!({})), 15);
+        assert_eq!(sync(json!({ "wait_secs": 20 })), 20 + 15);
+        assert_eq!(
+            sync(json!({ "wait_secs": 3600 })),
+            pane::MAX_PANE_WAIT_SECS + 15
+        );
+        assert_eq!(
+            limit(&call("pane_send", json!({ "text": "hi" }))),
+            Some(("pane_send", 20))
+        );
         // A tool of some other server, and requests that are not tool calls, have no bound.
         assert_eq!(limit(&call("long_build", json!({}))), None);
         assert_eq!(

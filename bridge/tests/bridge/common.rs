@@ -253,12 +253,27 @@ impl Bridge {
 
     /// `initialize` + `notifications/initialized`, as a host does; returns the result.
     pub async fn initialize(&mut self) -> Value {
+        self.initialize_with(json!({ "sampling": {} })).await
+    }
+
+    /// `initialize` as a host that renders MCP Apps (the chat pane) does.
+    pub async fn initialize_ui(&mut self) -> Value {
+        self.initialize_with(json!({
+            "extensions": {
+                mcp_chat::pane::UI_EXTENSION: { "mimeTypes": [mcp_chat::pane::UI_MIME_TYPE] }
+            }
+        }))
+        .await
+    }
+
+    /// `initialize` with these client capabilities + `notifications/initialized`.
+    pub async fn initialize_with(&mut self, capabilities: Value) -> Value {
         let response = self
             .request(
                 "initialize",
                 json!({
                     "protocolVersion": "2025-06-18",
-                    "capabilities": { "sampling": {} },
+                    "capabilities": capabilities,
                     "clientInfo": { "name": "test-host", "version": "1" }
                 }),
             )

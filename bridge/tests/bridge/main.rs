@@ -2,6 +2,7 @@
 
 mod common;
 
+mod apps;
 mod chat;
 mod failover;
 mod fault_proxy;
