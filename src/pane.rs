@@ -97,6 +97,16 @@ pub struct PaneSync {
     pub messages: Vec<TranscriptMessage>,
 }
 
+impl crate::tools::LabelUntrusted for PaneSync {
+    fn label_untrusted(&mut self) {
+        self.status.label_untrusted();
+        self.events.iter_mut().for_each(ChatEvent::label_untrusted);
+        self.messages
+            .iter_mut()
+            .for_each(TranscriptMessage::label_untrusted);
+    }
+}
+
 impl PaneSync {
     /// True when the answer carries nothing the view has not seen.
     pub fn is_empty(&self) -> bool {
@@ -170,7 +180,7 @@ pub fn pane_tool_definitions() -> Vec<Tool> {
         schema::<NoParams>(),
     )
     .with_title("Open the chat pane")
-    .with_output_schema::<ChatStatus>()
+    .with_raw_output_schema(tools::output_schema::<ChatStatus>())
     .with_annotations(
         rmcp::model::ToolAnnotations::new()
             .read_only(true)
@@ -186,7 +196,7 @@ pub fn pane_tool_definitions() -> Vec<Tool> {
         schema::<PaneSyncParams>(),
     )
     .with_title("Chat pane: sync")
-    .with_output_schema::<PaneSync>();
+    .with_raw_output_schema(tools::output_schema::<PaneSync>());
     sync.meta = Some(view_meta(&["app"]));
     let mut send = Tool::new(
         PANE_SEND,
@@ -194,7 +204,7 @@ pub fn pane_tool_definitions() -> Vec<Tool> {
         schema::<tools::SendMessageParams>(),
     )
     .with_title("Chat pane: send")
-    .with_output_schema::<SendMessageOutput>();
+    .with_raw_output_schema(tools::output_schema::<SendMessageOutput>());
     send.meta = Some(view_meta(&["app"]));
     vec![open, sync, send]
 }
@@ -237,7 +247,7 @@ fn view_meta(visibility: &[&str]) -> MetaObject {
 }
 
 fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    rmcp::handler::server::tool::schema_for_type::<T>()
+    tools::input_schema::<T>()
 }
 
 #[cfg(test)]

@@ -268,6 +268,7 @@ mod tests {
             seq: 1,
             timestamp_ms: 3_723_000,
             room_id: "r1".into(),
+            notice: None,
             body,
         }
     }

@@ -15,7 +15,7 @@ use mcp_chat::pane::{self, PaneSync, PaneSyncParams};
 use mcp_chat::protocol::{
     EVENTS_CAPABILITY, IDENTITY_HEADER, LAST_SEQ_HEADER, supported_protocol_versions,
 };
-use mcp_chat::tools::{self, ChatStatus, WaitForMessageOutput};
+use mcp_chat::tools::{self, ChatStatus, LabelUntrusted, WaitForMessageOutput};
 use mcp_chat::{ErrorCode, ToolError, render};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -580,9 +580,13 @@ fn parse<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ToolError> {
     })
 }
 
-fn structured<T: Serialize>(value: &T, text: String) -> CallToolResult {
+/// A successful call: the text rendering and the structured result, every stranger's words in
+/// it labelled as such.
+fn structured<T: Serialize + Clone + LabelUntrusted>(value: &T, text: String) -> CallToolResult {
+    let mut labelled = value.clone();
+    labelled.label_untrusted();
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = serde_json::to_value(value).ok();
+    result.structured_content = serde_json::to_value(&labelled).ok();
     result
 }
 

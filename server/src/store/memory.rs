@@ -188,6 +188,7 @@ impl State {
             seq: inbox.last_seq,
             timestamp_ms: now_ms(),
             room_id: room_id.to_owned(),
+            notice: None,
             body,
         });
         p.seq_tx.send_replace(inbox.last_seq);
@@ -441,6 +442,7 @@ fn idle_status(display_name: String, unread: u64) -> ChatStatus {
         room_kind: None,
         members: Vec::new(),
         partner_name: None,
+        notice: None,
         unread,
     }
 }
@@ -759,6 +761,7 @@ impl ChatStore for MemoryStore {
                     timestamp_ms: m.timestamp_ms,
                     from: m.from_name.clone(),
                     from_you: &m.from == who,
+                    notice: None,
                     text: m.text.clone(),
                 })
                 .collect(),

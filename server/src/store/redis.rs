@@ -182,6 +182,7 @@ fn parse_events(flat: &[String]) -> Result<Vec<ChatEvent>, ToolError> {
                 seq: entry[0].parse().map_err(|_| garbled("an event seq"))?,
                 timestamp_ms: entry[1].parse().unwrap_or(0),
                 room_id: entry[2].clone(),
+                notice: None,
                 body,
             })
         })
@@ -464,6 +465,7 @@ impl ChatStore for RedisStore {
                     timestamp_ms: m.t,
                     from: m.n.clone(),
                     from_you: m.f == who.as_str(),
+                    notice: None,
                     text: m.x.clone(),
                 })
                 .collect(),

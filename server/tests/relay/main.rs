@@ -10,6 +10,7 @@ mod abuse;
 mod addresses;
 mod chat;
 mod deploy;
+mod labels;
 mod liveness;
 mod matching;
 mod pane;
