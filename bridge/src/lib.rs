@@ -12,6 +12,10 @@
 //!   reconnect); `bridge`: the loop between the two; [`logfile`]: the bounded log file.
 //! - [`clients`], [`install`], [`doctor`]: `install --client`, `uninstall` and `doctor`.
 
+// stdout is the host's JSON-RPC channel: the library never prints (the binary's subcommands,
+// which run instead of the bridge, may).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod bridge;
 pub mod clients;
 pub mod doctor;
