@@ -220,6 +220,39 @@ async fn a_stranger_who_left_first_can_still_be_blocked() {
     on_both_stores!("store_parity::left_first", 16, 2, case);
 }
 
+/// What the chat pane showed counts as read, and marking never moves the cursor back.
+#[tokio::test]
+async fn marking_read_only_moves_forward() {
+    async fn case(store: &dyn ChatStore, kind: &str) {
+        let (a, b) = (key("a"), key("b"));
+        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
+        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
+        for i in 0..3 {
+            store.send_message(&a, format!("m{i}")).await.unwrap();
+        }
+        // b: chatroom.found (1), m0..m2 (2..=4).
+        store.mark_read_through(&b, 3).await.unwrap();
+        assert_eq!(store.status(&b).await.unwrap().unread, 1, "{kind}");
+        store.mark_read_through(&b, 1).await.unwrap();
+        assert_eq!(
+            store.status(&b).await.unwrap().unread,
+            1,
+            "{kind}: not back"
+        );
+        let rest = store.read_unread(&b, 100).await.unwrap();
+        let seqs: Vec<u64> = rest.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![4], "{kind}");
+        store.mark_read_through(&b, 99).await.unwrap();
+        assert_eq!(store.status(&b).await.unwrap().unread, 0, "{kind}");
+        // Beyond the newest event it stops at the newest: the next one is unread.
+        store.send_message(&a, "m3".into()).await.unwrap();
+        assert_eq!(store.status(&b).await.unwrap().unread, 1, "{kind}");
+        // Unknown participants are no error.
+        store.mark_read_through(&key("nobody"), 5).await.unwrap();
+    }
+    on_both_stores!("store_parity::mark_read", 16, 2, case);
+}
+
 #[tokio::test]
 async fn transcript_pages_by_message_seq() {
     async fn case(store: &dyn ChatStore, kind: &str) {
