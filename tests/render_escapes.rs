@@ -9,6 +9,7 @@ fn message(text: &str) -> ChatEvent {
         seq: 1,
         timestamp_ms: 3_723_000,
         room_id: "r-1".into(),
+        notice: None,
         body: EventBody::MessageReceived {
             from: "Eve".into(),
             text: text.into(),

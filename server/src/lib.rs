@@ -16,6 +16,7 @@ mod handler;
 mod http;
 mod listen;
 mod metrics;
+pub mod moderation;
 mod page;
 mod push;
 mod rate_limit;
