@@ -1315,6 +1315,29 @@ mod tests {
         assert_eq!(s.state, ChatState::Waiting);
     }
 
+    /// The default retention, waited for in paused time: a report lives 30 days, then goes.
+    #[tokio::test(start_paused = true)]
+    async fn reports_go_after_the_default_retention() {
+        let store = MemoryStore::new(16, 2);
+        let (a, b) = (key("a"), key("b"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        store.enter_queue(&b, "B".into(), None).await.unwrap();
+        store.send_message(&b, "evidence".into()).await.unwrap();
+        let filing = ReportFiling {
+            id: moderation::new_report_id(),
+            reason: mcp_chat::tools::ReportReason::Spam,
+            note: None,
+            member: None,
+        };
+        let report = store.report(&a, filing).await.unwrap();
+        let day = Duration::from_secs(24 * 60 * 60);
+        tokio::time::advance(29 * day).await;
+        assert_eq!(store.reports(10).await.unwrap(), vec![report.clone()]);
+        tokio::time::advance(day).await;
+        assert!(store.reports(10).await.unwrap().is_empty());
+        assert_eq!(store.report_by_id(&report.id).await.unwrap(), None);
+    }
+
     #[tokio::test]
     async fn transcript_pages_by_message_seq() {
         let store = MemoryStore::new(16, 2);
