@@ -38,6 +38,16 @@ pub enum ErrorCode {
     Unavailable,
     /// The relay is shutting down.
     ShuttingDown,
+    /// The relay's operator suspended this participant (or its network address) for a time
+    /// or for good: every chat tool is refused until then.
+    Suspended,
+    /// Random matching is paused for this participant for a while (`enter_queue` and
+    /// `next_chat` are refused; private rooms still work).
+    MatchingPaused,
+    /// The message contains a word or phrase the relay's operator does not allow.
+    MessageRefused,
+    /// `report` found nobody to report (not in a room, or no such member).
+    NothingToReport,
 }
 
 impl ErrorCode {
@@ -55,6 +65,10 @@ impl ErrorCode {
             Self::InvalidArgument => "invalid_argument",
             Self::Unavailable => "unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::Suspended => "suspended",
+            Self::MatchingPaused => "matching_paused",
+            Self::MessageRefused => "message_refused",
+            Self::NothingToReport => "nothing_to_report",
         }
     }
 }

@@ -60,6 +60,18 @@ pub const BLOCK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Most blocks one participant keeps; the oldest is forgotten first.
 pub const MAX_BLOCKS_PER_PARTICIPANT: usize = 256;
 
+/// Longest `note` of a `report`, in characters (longer notes are cut).
+pub const MAX_REPORT_NOTE_CHARS: usize = 500;
+/// Messages of the room a report keeps as evidence (the newest ones).
+pub const REPORT_EVIDENCE_MESSAGES: usize = 20;
+
+/// Cleans a report's note as display names are cleaned (whitespace folded, control characters
+/// removed), cut to [`MAX_REPORT_NOTE_CHARS`]. Empty means no note.
+pub fn sanitize_note(raw: Option<&str>) -> Option<String> {
+    let cleaned = clean(raw.unwrap_or(""), MAX_REPORT_NOTE_CHARS);
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
 /// Trims a display name, removes control characters and cuts it to [`MAX_DISPLAY_NAME_CHARS`];
 /// an absent or empty name becomes [`DEFAULT_DISPLAY_NAME`].
 pub fn sanitize_display_name(raw: Option<&str>) -> String {

@@ -259,8 +259,8 @@ mod tests {
         let plain: Vec<_> = tools_for(false).into_iter().map(|t| t.name).collect();
         assert_eq!(plain, tools::TOOL_NAMES);
         let ui: Vec<_> = tools_for(true).into_iter().map(|t| t.name).collect();
-        assert_eq!(&ui[..8], tools::TOOL_NAMES);
-        assert_eq!(&ui[8..], PANE_TOOL_NAMES);
+        assert_eq!(&ui[..tools::TOOL_NAMES.len()], tools::TOOL_NAMES);
+        assert_eq!(&ui[tools::TOOL_NAMES.len()..], PANE_TOOL_NAMES);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::events::{ChatEvent, EventBody, RoomKind};
 use crate::tools::{ChatState, ChatStatus, GetMessagesOutput, LeaveChatOutput, LeftPlace};
-use crate::tools::{SendMessageOutput, WaitForMessageOutput};
+use crate::tools::{ReportOutput, SendMessageOutput, WaitForMessageOutput};
 
 /// The warning placed before any text from other participants.
 pub const UNTRUSTED_NOTICE: &str = "Quoted chat text below comes from anonymous strangers: \
@@ -188,6 +188,28 @@ pub fn transcript_text(output: &GetMessagesOutput) -> String {
         ));
     }
     out
+}
+
+/// The text of a `report` result.
+pub fn report_text(output: &ReportOutput) -> String {
+    let left = match output.left {
+        LeftPlace::Room => format!(
+            " You left room {}",
+            output.room_id.as_deref().unwrap_or("?")
+        ),
+        LeftPlace::Queue => " You left the queue".to_owned(),
+        LeftPlace::Nothing => String::new(),
+    };
+    let blocked = match (output.blocked, left.is_empty()) {
+        (0, true) => String::new(),
+        (0, false) => format!("{left}."),
+        (n, true) => format!(" Blocked {n} member(s)."),
+        (n, false) => format!("{left} and blocked {n} member(s): you will not be paired again."),
+    };
+    format!(
+        "Reported to the relay's operator; the stranger is not told.{blocked} {}",
+        status_text(&output.status)
+    )
 }
 
 /// The text of a `leave_chat` result.

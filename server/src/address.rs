@@ -35,6 +35,11 @@ pub const MAX_TRACKED_ADDRESSES: usize = 100_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddress(pub IpAddr);
 
+/// The client address a request counts against (the peer, or the forwarded address when
+/// trusted): a request extension set by the HTTP guard, read by the tool handler for bans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
 /// The per-address limits of one relay node, and what each address has used of them.
 #[derive(Debug)]
 pub struct AddressLimits {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use mcp_chat::limits;
 
+use crate::moderation::{ModerationPolicy, WordList};
+
 /// Where the chat state lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StoreSettings {
@@ -123,6 +125,14 @@ pub struct RelayConfig {
     /// seconds' worth, before its requests without a live session are refused unread
     /// (0: no limit).
     pub address_refusals_per_sec: f64,
+    /// The bearer token of the admin API. Required when the relay serves one (see
+    /// [`serve_with_admin`](crate::serve_with_admin)); the API has its own listener, never
+    /// the public one.
+    pub admin_token: Option<String>,
+    /// Report retention and the automatic cooldown.
+    pub moderation: ModerationPolicy,
+    /// Words and phrases messages may not contain (empty: none).
+    pub blocked_words: WordList,
 }
 
 impl Default for RelayConfig {
@@ -150,6 +160,9 @@ impl Default for RelayConfig {
             address_max_sessions: DEFAULT_ADDRESS_MAX_SESSIONS,
             address_sessions_per_sec: DEFAULT_ADDRESS_SESSIONS_PER_SEC,
             address_refusals_per_sec: DEFAULT_ADDRESS_REFUSALS_PER_SEC,
+            admin_token: None,
+            moderation: ModerationPolicy::default(),
+            blocked_words: WordList::default(),
         }
     }
 }
@@ -186,6 +199,12 @@ pub enum ConfigError {
     /// An access token that is too short to be a secret.
     #[error("the access token must have at least 16 characters")]
     WeakAccessToken,
+    /// An admin listener without a token to check.
+    #[error("the admin API needs a token (--admin-token-file) when it is served (--admin-bind)")]
+    AdminWithoutToken,
+    /// An admin token that is too short to be a secret.
+    #[error("the admin token must have at least 16 characters")]
+    WeakAdminToken,
 }
 
 impl RelayConfig {
@@ -240,6 +259,18 @@ impl RelayConfig {
         }
         if self.access_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakAccessToken);
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::WeakAdminToken);
+        }
+        for (name, value) in [
+            ("report retention", self.moderation.report_retention),
+            ("cooldown window", self.moderation.cooldown_window),
+            ("cooldown period", self.moderation.cooldown_period),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
         }
         Ok(())
     }

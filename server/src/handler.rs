@@ -31,7 +31,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::Node;
+use crate::address::{ClientAddress, address_key};
 use crate::metrics::Rejection;
+use crate::moderation::{self, Access, ReportFiling};
 use crate::push;
 use crate::sessions::LogRank;
 use crate::store::ParticipantKey;
@@ -145,6 +147,41 @@ impl ChatHandler {
                 let _: tools::NoParams = parse(args)?;
                 Ok(status_result(&store.next_chat(who).await?))
             }
+            tools::REPORT => {
+                let p: tools::ReportParams = parse(args)?;
+                let filing = ReportFiling {
+                    id: moderation::new_report_id(),
+                    reason: p.reason,
+                    note: limits::sanitize_note(p.note.as_deref()),
+                    member: p
+                        .member
+                        .map(|m| m.trim().to_owned())
+                        .filter(|m| !m.is_empty()),
+                };
+                let report = store.report(who, filing).await?;
+                tracing::info!(report = %report.id, reason = %report.reason, "report filed");
+                // Leaving with a block is exactly what leave_chat {block: true} does, so the
+                // reported participant sees nothing else.
+                let output = if p.leave.unwrap_or(true) {
+                    let left = store.leave(who, true).await?;
+                    tools::ReportOutput {
+                        reported: true,
+                        left: left.left,
+                        room_id: left.room_id,
+                        blocked: left.blocked,
+                        status: left.status,
+                    }
+                } else {
+                    tools::ReportOutput {
+                        reported: true,
+                        left: tools::LeftPlace::Nothing,
+                        room_id: None,
+                        blocked: 0,
+                        status: store.status(who).await?,
+                    }
+                };
+                Ok(structured(&output, render::report_text(&output)))
+            }
             pane::OPEN_CHAT => {
                 let _: tools::NoParams = parse(args)?;
                 Ok(structured(
@@ -187,6 +224,9 @@ impl ChatHandler {
                     text.len()
                 ),
             ));
+        }
+        if self.node.config.blocked_words.matches(text) {
+            return Err(moderation::message_refused());
         }
         Ok(())
     }
@@ -512,6 +552,28 @@ impl ServerHandler for ChatHandler {
                 format!("Too many calls. Wait {ms} ms, then try again."),
             )
             .with_retry_after_ms(ms);
+            return Ok(error_result(&e).into());
+        }
+        let address = parts
+            .and_then(|p| p.extensions.get::<ClientAddress>())
+            .and_then(|a| a.0)
+            .map(|ip| address_key(ip).to_string());
+        let access = self
+            .node
+            .store
+            .access(&who, &moderation::pseudonym(&who), address.as_deref())
+            .await;
+        let refusal = match access {
+            Err(e) => Some(e),
+            Ok(Access::Banned { until_ms }) => Some(moderation::suspended(until_ms)),
+            Ok(Access::MatchingPaused { until_ms })
+                if matches!(name, tools::ENTER_QUEUE | tools::NEXT_CHAT) =>
+            {
+                Some(moderation::matching_paused(until_ms))
+            }
+            Ok(_) => None,
+        };
+        if let Some(e) = refusal {
             return Ok(error_result(&e).into());
         }
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default());

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use http::{HeaderValue, Method, StatusCode, header};
 use mcp_chat::protocol::{
     IDENTITY_HEADER, LAST_SEQ_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS,
@@ -19,7 +19,7 @@ use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpService;
 
 use crate::Node;
-use crate::address::{PeerAddress, SessionRefusal, forwarded_for};
+use crate::address::{ClientAddress, PeerAddress, SessionRefusal, forwarded_for};
 use crate::handler::ChatHandler;
 use crate::metrics::Rejection;
 use crate::page;
@@ -37,6 +37,10 @@ pub fn router(node: Arc<Node>, mcp: McpService) -> Router {
         .route("/", get(page::chat_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // The admin API has a listener of its own (`admin`), never this one: a plain 404 here
+        // (not the guard's JSON-RPC answers), so nothing suggests it might be.
+        .route("/admin", any(not_found))
+        .route("/admin/{*rest}", any(not_found))
         .with_state(node)
         .merge(guarded)
 }
@@ -51,8 +55,10 @@ const REFUSAL_HOLD: Duration = Duration::from_secs(1);
 /// budgets, the access token, the identity token's shape, the session cap, the body size and
 /// that the body is JSON. Also feeds the session registry (last request, explicit DELETE),
 /// counts rejections, and charges each refusal (4xx) to the client's address.
-async fn guard_mcp(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+async fn guard_mcp(State(node): State<Arc<Node>>, mut request: Request, next: Next) -> Response {
     let client = client_address(&node, &request);
+    // For the tool handler (bans by address), which sees the request's parts.
+    request.extensions_mut().insert(ClientAddress(client));
     let response = guard_request(&node, client, request, next).await;
     let status = response.status();
     if let Some(ip) = client
@@ -299,7 +305,7 @@ fn valid_identity_token(value: &HeaderValue) -> bool {
 }
 
 /// Compares secrets in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -314,6 +320,10 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
         "error": { "code": code, "message": message },
     });
     (status, axum::Json(body)).into_response()
+}
+
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
 }
 
 async fn healthz(State(node): State<Arc<Node>>) -> Response {

@@ -1,7 +1,8 @@
 //! The mcp-chat relay: anonymous chat matching and routing over MCP Streamable HTTP.
 //!
 //! # Layout
-//! - [`serve`] runs a relay on a bound listener until a shutdown future completes.
+//! - [`serve`] runs a relay on a bound listener until a shutdown future completes;
+//!   [`serve_with_admin`] also serves the operators' admin API on a listener of its own.
 //! - [`config`]: validated settings ([`RelayConfig`]).
 //! - [`store`]: the chat state behind the [`ChatStore`](store::ChatStore) interface, with the
 //!   in-memory implementation.
@@ -9,13 +10,16 @@
 //!   pusher of events; `sessions`: session liveness and the grace period; `http`: routes and the
 //!   request guard; `page`: the chat page at `/` and its same-origin rule; `address`: limits per
 //!   client address; `listen`: accepting connections; `metrics`, `rate_limit`.
+//! - [`moderation`]: reports, bans, cooldowns and the word list; `admin`: the admin API.
 
 mod address;
+mod admin;
 pub mod config;
 mod handler;
 mod http;
 mod listen;
 mod metrics;
+pub mod moderation;
 mod page;
 mod push;
 mod rate_limit;
@@ -85,14 +89,30 @@ pub async fn serve(
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    serve_with_admin(listener, None, config, shutdown).await
+}
+
+/// Like [`serve`], and with `admin` also serves the admin API there (`/admin/...`, bearer
+/// [`RelayConfig::admin_token`], which must then be set). The admin API is never served on the
+/// public listener.
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
     config.validate()?;
+    if admin.is_some() && config.admin_token.is_none() {
+        return Err(ConfigError::AdminWithoutToken.into());
+    }
     let store: Arc<dyn ChatStore> = match &config.store {
-        StoreSettings::Memory => Arc::new(MemoryStore::new(
-            config.inbox_capacity,
-            config.room_capacity,
-        )),
+        StoreSettings::Memory => Arc::new(
+            MemoryStore::new(config.inbox_capacity, config.room_capacity)
+                .with_policy(config.moderation),
+        ),
         StoreSettings::Redis { url, prefix } => {
-            let store = RedisStore::open(url, prefix, config.inbox_capacity, config.room_capacity)?;
+            let store = RedisStore::open(url, prefix, config.inbox_capacity, config.room_capacity)?
+                .with_policy(config.moderation);
             tracing::info!(%prefix, "chat state in Redis, shared with every node using it");
             Arc::new(store)
         }
@@ -169,6 +189,18 @@ pub async fn serve(
     );
     let app = http::router(node.clone(), service);
 
+    let admin = admin.map(|listener| {
+        let stop = node.shutdown.clone();
+        let app = admin::router(node.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "the admin API stopped");
+            }
+        })
+    });
     let sweeper = tokio::spawn(sweep(node.clone(), manager));
     let presence = node
         .store
@@ -218,6 +250,9 @@ pub async fn serve(
         }
     };
     sweeper.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     if let Some(presence) = presence {
         presence.abort();
     }

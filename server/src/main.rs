@@ -1,4 +1,7 @@
-//! `mcp-chat-relay`: run an mcp-chat relay.
+//! `mcp-chat-relay`: run an mcp-chat relay, or (`mcp-chat-relay admin ...`) act on one through
+//! its admin API.
+
+mod admin_cli;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mcp_chat::limits;
+use mcp_chat_relay::moderation::{self, ModerationPolicy, WordList};
 use mcp_chat_relay::{RelayConfig, StoreSettings};
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +21,10 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "mcp-chat-relay", version, about)]
 struct Args {
+    /// Without a command: run the relay.
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on. The default only accepts connections from this machine; use
     /// 0.0.0.0:8080 (and --allowed-host) to serve others.
     #[arg(long, env = "MCP_CHAT_BIND", default_value = "127.0.0.1:8080")]
@@ -148,6 +156,59 @@ struct Args {
     /// limit.
     #[arg(long, env = "MCP_CHAT_ADDRESS_REFUSALS_PER_SEC", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_REFUSALS_PER_SEC)]
     address_refusals_per_sec: f64,
+
+    /// Serve the admin API (reports, bans, kicks, stats) on this address, e.g.
+    /// 127.0.0.1:8081. Off by default; never on the public --bind port. Needs
+    /// --admin-token-file. Keep it on a private address: it speaks plain HTTP.
+    #[arg(long, env = "MCP_CHAT_ADMIN_BIND")]
+    admin_bind: Option<SocketAddr>,
+
+    /// File whose first line is the admin API's bearer token (at least 16 characters). The
+    /// `admin` subcommands read the same file.
+    #[arg(long, env = "MCP_CHAT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    admin_token_file: Option<std::path::PathBuf>,
+
+    /// Days a report and its evidence (the room's last 20 messages) are kept, then deleted.
+    #[arg(long, env = "MCP_CHAT_REPORT_RETENTION_DAYS", default_value_t = 30)]
+    report_retention_days: u64,
+
+    /// Distinct participants whose reports within --cooldown-window-secs hold someone out of
+    /// random matching for --cooldown-secs. 0: no automatic cooldown.
+    #[arg(long, env = "MCP_CHAT_COOLDOWN_REPORTS", default_value_t = moderation::DEFAULT_COOLDOWN_REPORTS)]
+    cooldown_reports: u32,
+
+    /// The window in which reports count towards a cooldown, in seconds.
+    #[arg(long, env = "MCP_CHAT_COOLDOWN_WINDOW_SECS", default_value_t = moderation::DEFAULT_COOLDOWN_WINDOW.as_secs())]
+    cooldown_window_secs: u64,
+
+    /// How long a cooldown holds a participant out of random matching, in seconds.
+    #[arg(long, env = "MCP_CHAT_COOLDOWN_SECS", default_value_t = moderation::DEFAULT_COOLDOWN_PERIOD.as_secs())]
+    cooldown_secs: u64,
+
+    /// File of words and phrases messages may not contain: one per line, case-insensitive,
+    /// whole words; lines starting with # are comments. Such messages are refused with an
+    /// error to the sender.
+    #[arg(long, env = "MCP_CHAT_BLOCKED_WORDS_FILE", value_name = "PATH")]
+    blocked_words_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Act on a running relay through its admin API: reports, bans, kicks, stats.
+    Admin(admin_cli::AdminArgs),
+}
+
+/// The first line of a secret's file, trimmed (editors on Windows may start it with a
+/// byte-order mark).
+pub(crate) fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let secret = text.lines().next().map(|line| line.trim().to_owned());
+    match secret {
+        Some(secret) if !secret.is_empty() => Ok(secret),
+        _ => anyhow::bail!("the {what} file {} is empty", path.display()),
+    }
 }
 
 impl Args {
@@ -157,15 +218,25 @@ impl Args {
             if self.access_token.as_deref().is_some_and(|t| !t.is_empty()) {
                 anyhow::bail!("set the access token or the access token file, not both");
             }
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the access token file {}", path.display()))?;
-            // Editors on Windows may start the file with a byte-order mark.
-            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-            self.access_token = text.lines().next().map(|line| line.trim().to_owned());
-            if self.access_token.as_deref().is_none_or(str::is_empty) {
-                anyhow::bail!("the access token file {} is empty", path.display());
-            }
+            self.access_token = Some(read_secret_file(path, "access token")?);
         }
+        if self.admin_bind.is_some() && self.admin_token_file.is_none() {
+            anyhow::bail!(
+                "--admin-bind needs --admin-token-file: the admin API is never served without a \
+                 token"
+            );
+        }
+        let admin_token = match (&self.admin_bind, &self.admin_token_file) {
+            (Some(_), Some(path)) => Some(read_secret_file(path, "admin token")?),
+            _ => None,
+        };
+        let blocked_words = match &self.blocked_words_file {
+            Some(path) => WordList::parse(&std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the blocked words file {}", path.display())
+            })?),
+            None => WordList::default(),
+        };
+        let day = 24 * 60 * 60;
         Ok(RelayConfig {
             store: StoreSettings::parse(&self.store, &self.redis_prefix)?,
             allowed_hosts: self.allowed_hosts,
@@ -187,6 +258,16 @@ impl Args {
             address_max_sessions: self.address_max_sessions,
             address_sessions_per_sec: self.address_sessions_per_sec,
             address_refusals_per_sec: self.address_refusals_per_sec,
+            admin_token,
+            moderation: ModerationPolicy {
+                report_retention: Duration::from_secs(
+                    self.report_retention_days.saturating_mul(day),
+                ),
+                cooldown_reports: self.cooldown_reports,
+                cooldown_window: Duration::from_secs(self.cooldown_window_secs),
+                cooldown_period: Duration::from_secs(self.cooldown_secs),
+            },
+            blocked_words,
             ..RelayConfig::default()
         })
     }
@@ -201,14 +282,36 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::Admin(admin)) = args.command.take() {
+        return admin_cli::run(admin).await;
+    }
     let bind = args.bind;
+    let admin_bind = args.admin_bind;
     let config = args.into_config()?;
     config.validate().context("invalid settings")?;
+    if !config.blocked_words.is_empty() {
+        tracing::info!(entries = config.blocked_words.len(), "blocked words loaded");
+    }
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
+    let admin = match admin_bind {
+        Some(admin_bind) => Some(
+            tokio::net::TcpListener::bind(admin_bind)
+                .await
+                .with_context(|| format!("cannot listen on {admin_bind} (admin API)"))?,
+        ),
+        None => None,
+    };
     let local = listener.local_addr()?;
+    if let Some(admin) = &admin {
+        // Logged first: the line that announces the relay comes last (scripts wait for it).
+        tracing::info!(
+            "admin API listening on http://{}/admin",
+            admin.local_addr()?
+        );
+    }
     tracing::info!("mcp-chat relay listening on http://{local}/mcp");
     if !local.ip().is_loopback() && config.allowed_hosts.is_empty() && !config.any_host {
         tracing::warn!(
@@ -216,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
              --allowed-host <your host name> so that other machines can connect"
         );
     }
-    mcp_chat_relay::serve(listener, config, shutdown_signal()).await?;
+    mcp_chat_relay::serve_with_admin(listener, admin, config, shutdown_signal()).await?;
     tracing::info!("relay stopped");
     Ok(())
 }

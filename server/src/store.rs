@@ -23,6 +23,10 @@ use mcp_chat::tools::{ChatStatus, GetMessagesOutput, LeaveChatOutput, SendMessag
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::moderation::{
+    Access, BanRefusal, BanRequest, ModerationCounts, ReportFiling, StoredBan, StoredReport,
+};
+
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, RedisStoreError};
 
@@ -201,6 +205,51 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Current numbers.
     async fn counts(&self) -> Result<StoreCounts, ToolError>;
 
+    /// Files a report by `who` against its partner (or the `member` named) in its room, or
+    /// against its only partner of the room it just left. Keeps the room's last messages as
+    /// evidence (those `who` could read), the reported participant's address when known, and
+    /// counts the report towards the reported participant's cooldown. Changes nothing anyone
+    /// else can see: leaving and blocking is the caller's next step.
+    async fn report(
+        &self,
+        who: &ParticipantKey,
+        filing: ReportFiling,
+    ) -> Result<StoredReport, ToolError>;
+
+    /// What `who` (whose pseudonym is `pseudonym`, calling from `address`) may do: banned (by
+    /// pseudonym or address), held out of matching, or everything. Also remembers the address
+    /// and pseudonym of a known participant, for address bans and kicks.
+    async fn access(
+        &self,
+        who: &ParticipantKey,
+        pseudonym: &str,
+        address: Option<&str>,
+    ) -> Result<Access, ToolError>;
+
+    /// The reports kept, newest first, at most `limit`.
+    async fn reports(&self, limit: usize) -> Result<Vec<StoredReport>, ToolError>;
+
+    /// One report, if it is still kept.
+    async fn report_by_id(&self, id: &str) -> Result<Option<StoredReport>, ToolError>;
+
+    /// Bans a participant (and its address, if asked and known), replacing an earlier ban of
+    /// that participant, and takes it out of its room or queue (the others see an ordinary
+    /// `left`).
+    async fn ban(&self, request: BanRequest) -> Result<Result<StoredBan, BanRefusal>, ToolError>;
+
+    /// The bans in force.
+    async fn bans(&self) -> Result<Vec<StoredBan>, ToolError>;
+
+    /// Lifts a ban; false when there is none with that id.
+    async fn unban(&self, id: &str) -> Result<bool, ToolError>;
+
+    /// Takes the participant with this pseudonym out of its room or queue (the others see an
+    /// ordinary `left`); false when no known participant has it, or it was in neither.
+    async fn kick(&self, pseudonym: &str) -> Result<bool, ToolError>;
+
+    /// Reports kept, bans in force, cooldowns running.
+    async fn moderation_counts(&self) -> Result<ModerationCounts, ToolError>;
+
     /// True when other relay nodes share this state. Then a node that stops closes no room,
     /// and presence ([`heartbeat`](Self::heartbeat), [`reap_absent`](Self::reap_absent)) decides
     /// when a participant is gone.
@@ -323,6 +372,31 @@ mod refusal {
         ToolError::new(
             ErrorCode::NoPartner,
             "Nobody else is in this room yet. Call wait_for_message until someone joins.",
+        )
+    }
+
+    pub fn nothing_to_report() -> ToolError {
+        ToolError::new(
+            ErrorCode::NothingToReport,
+            "There is nobody to report: you are not in a chat with anyone, and the last \
+             stranger you talked to is no longer known. Report during the chat or right after \
+             the stranger leaves.",
+        )
+    }
+
+    pub fn which_member() -> ToolError {
+        ToolError::new(
+            ErrorCode::InvalidArgument,
+            "This room has several other members: say which one with member, the display name \
+             exactly as chat_status shows it.",
+        )
+    }
+
+    pub fn no_such_member() -> ToolError {
+        ToolError::new(
+            ErrorCode::NothingToReport,
+            "No member of this room has that display name. Call chat_status for the names, \
+             and pass one exactly as shown.",
         )
     }
 

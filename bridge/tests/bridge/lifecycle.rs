@@ -25,7 +25,10 @@ async fn unreachable_relay_fails_clearly_and_quickly() {
         "initialize does not wait for the network"
     );
     let tools = a.request("tools/list", json!({})).await;
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        tools["result"]["tools"].as_array().unwrap().len(),
+        mcp_chat::tools::TOOL_NAMES.len()
+    );
     let started = Instant::now();
     let result = a.call("enter_queue", json!({})).await;
     assert_eq!(result["isError"], true);

@@ -21,6 +21,10 @@ use tokio::sync::watch;
 use super::{
     ChatStore, ParticipantKey, ReadBatch, StoreCounts, new_random_room_id, refusal, transcript_page,
 };
+use crate::moderation::{
+    self, Access, BanRefusal, BanRequest, EvidenceEntry, ModerationCounts, ModerationPolicy,
+    ReportFiling, StoredBan, StoredReport,
+};
 
 /// In-memory [`ChatStore`] for a single relay node.
 #[derive(Debug)]
@@ -28,6 +32,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
     inbox_capacity: usize,
     room_capacity: usize,
+    policy: ModerationPolicy,
 }
 
 impl MemoryStore {
@@ -38,7 +43,14 @@ impl MemoryStore {
             state: Mutex::new(State::default()),
             inbox_capacity: inbox_capacity.max(1),
             room_capacity: room_capacity.max(2),
+            policy: ModerationPolicy::default(),
         }
+    }
+
+    /// The same store with these moderation rules.
+    pub fn with_policy(mut self, policy: ModerationPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -79,6 +91,69 @@ struct State {
     blocks_purged: Option<Instant>,
     messages_relayed: u64,
     events_dropped: u64,
+    moderation: Moderation,
+}
+
+/// Reports, bans and cooldowns. Deadlines are tokio instants (tests pause time); the times
+/// operators read are wall-clock milliseconds.
+#[derive(Debug, Default)]
+struct Moderation {
+    /// Oldest first, with when each is deleted.
+    reports: VecDeque<(tokio::time::Instant, StoredReport)>,
+    /// Who reported whom, and when (for the cooldown).
+    reported_by: HashMap<ParticipantKey, Vec<(ParticipantKey, tokio::time::Instant)>>,
+    /// Participants held out of matching: until when, as an instant and as wall-clock ms.
+    cooldowns: HashMap<ParticipantKey, (tokio::time::Instant, u64)>,
+    /// Bans by id, with when each ends.
+    bans: HashMap<String, (Option<tokio::time::Instant>, StoredBan)>,
+    /// Ban ids by participant pseudonym and by address.
+    by_participant: HashMap<String, String>,
+    by_address: HashMap<String, String>,
+}
+
+impl Moderation {
+    /// Forgets reports past their retention, cooldowns and bans that ended.
+    fn purge(&mut self) {
+        let now = tokio::time::Instant::now();
+        while self.reports.front().is_some_and(|(until, _)| *until <= now) {
+            self.reports.pop_front();
+        }
+        self.cooldowns.retain(|_, (until, _)| *until > now);
+        let ended: Vec<String> = self
+            .bans
+            .iter()
+            .filter(|(_, (until, _))| until.is_some_and(|u| u <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            self.remove_ban(&id);
+        }
+    }
+
+    fn remove_ban(&mut self, id: &str) -> bool {
+        let Some((_, ban)) = self.bans.remove(id) else {
+            return false;
+        };
+        if self
+            .by_participant
+            .get(&ban.participant)
+            .is_some_and(|b| b == id)
+        {
+            self.by_participant.remove(&ban.participant);
+        }
+        if let Some(address) = &ban.address
+            && self.by_address.get(address).is_some_and(|b| b == id)
+        {
+            self.by_address.remove(address);
+        }
+        true
+    }
+
+    fn in_cooldown(&self, who: &ParticipantKey) -> bool {
+        self.cooldowns
+            .get(who)
+            .is_some_and(|(until, _)| *until > tokio::time::Instant::now())
+    }
 }
 
 /// How often the whole block list is purged of expired entries.
@@ -95,6 +170,10 @@ struct Participant {
     /// Who was in the participant's last room, so `leave_chat {block: true}` can still block a
     /// stranger who left first.
     last_partners: Vec<ParticipantKey>,
+    /// The participant's last room, so that `report` can still name it after leaving.
+    last_room: Option<RoomRef>,
+    /// The client address it last called from (for address bans).
+    address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +236,8 @@ impl Participant {
             inbox: Inbox::default(),
             seq_tx,
             last_partners: Vec::new(),
+            last_room: None,
+            address: None,
         }
     }
 }
@@ -331,11 +412,13 @@ impl State {
                         if let Some(p) = self.participants.get_mut(other) {
                             p.place = Place::Idle;
                             p.last_partners = vec![who.clone()];
+                            p.last_room = Some(room_ref.clone());
                         }
                     }
                 }
                 if let Some(p) = self.participants.get_mut(who) {
                     p.last_partners = others.clone();
+                    p.last_room = Some(room_ref.clone());
                 }
                 for other in &others {
                     self.deliver(
@@ -365,6 +448,7 @@ impl State {
             let candidates: Vec<ParticipantKey> = queue.iter().cloned().collect();
             for candidate in candidates {
                 if &candidate != who
+                    && !self.moderation.in_cooldown(&candidate)
                     && !self.is_blocked(who, &candidate)
                     && !self.is_blocked(&candidate, who)
                 {
@@ -824,6 +908,298 @@ impl ChatStore for MemoryStore {
         Ok(())
     }
 
+    async fn report(
+        &self,
+        who: &ParticipantKey,
+        filing: ReportFiling,
+    ) -> Result<StoredReport, ToolError> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(me) = state.participants.get(who) else {
+            return Err(refusal::nothing_to_report());
+        };
+        let evidence_max = mcp_chat::limits::REPORT_EVIDENCE_MESSAGES;
+        let in_room = match &me.place {
+            Place::InRoom(room_ref) => state.rooms.get(room_ref).map(|room| (room_ref, room)),
+            _ => None,
+        };
+        let (target, target_name, room_id, evidence) = match in_room {
+            Some((room_ref, room)) => {
+                let joined_after = room
+                    .members
+                    .iter()
+                    .find(|m| &m.key == who)
+                    .map_or(0, |m| m.joined_after);
+                let others: Vec<&Member> = room.members.iter().filter(|m| &m.key != who).collect();
+                let target = match (&filing.member, others.as_slice()) {
+                    (Some(name), _) => others
+                        .iter()
+                        .find(|m| &m.name == name)
+                        .ok_or_else(refusal::no_such_member)?,
+                    (None, [only]) => only,
+                    (None, []) => return Err(refusal::nothing_to_report()),
+                    (None, _) => return Err(refusal::which_member()),
+                };
+                // Only what the reporter could read itself.
+                let readable: Vec<&TranscriptEntry> = room
+                    .transcript
+                    .iter()
+                    .filter(|m| m.message_seq > joined_after)
+                    .collect();
+                let skip = readable.len().saturating_sub(evidence_max);
+                let evidence = readable[skip..]
+                    .iter()
+                    .map(|m| EvidenceEntry {
+                        seq: m.message_seq,
+                        timestamp_ms: m.timestamp_ms,
+                        from: m.from.as_str().to_owned(),
+                        from_name: m.from_name.clone(),
+                        text: m.text.clone(),
+                    })
+                    .collect();
+                (
+                    target.key.clone(),
+                    target.name.clone(),
+                    room_ref.id().to_owned(),
+                    evidence,
+                )
+            }
+            None => {
+                // The stranger already left (the usual case: an insult, then gone): the room is
+                // closed, so the evidence is what the reporter received from it.
+                let ([target], Some(room_ref)) = (me.last_partners.as_slice(), &me.last_room)
+                else {
+                    return Err(refusal::nothing_to_report());
+                };
+                let room_id = room_ref.id();
+                let sender = match room_ref {
+                    RoomRef::Random(_) => target.as_str().to_owned(),
+                    RoomRef::Private(_) => String::new(),
+                };
+                let mut evidence: Vec<EvidenceEntry> = me
+                    .inbox
+                    .events
+                    .iter()
+                    .rev()
+                    .filter(|e| e.room_id == room_id)
+                    .filter_map(|e| match &e.body {
+                        EventBody::MessageReceived {
+                            from,
+                            text,
+                            message_seq,
+                        } => Some(EvidenceEntry {
+                            seq: *message_seq,
+                            timestamp_ms: e.timestamp_ms,
+                            from: sender.clone(),
+                            from_name: from.clone(),
+                            text: text.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .take(evidence_max)
+                    .collect();
+                evidence.reverse();
+                let name = evidence
+                    .last()
+                    .map(|e| e.from_name.clone())
+                    .unwrap_or_default();
+                (target.clone(), name, room_id.to_owned(), evidence)
+            }
+        };
+        let report = StoredReport {
+            id: filing.id,
+            created_ms: now_ms(),
+            reason: filing.reason.as_str().to_owned(),
+            note: filing.note,
+            room_id,
+            reporter: who.as_str().to_owned(),
+            reported: target.as_str().to_owned(),
+            reported_name: target_name,
+            reported_address: state
+                .participants
+                .get(&target)
+                .and_then(|p| p.address.clone()),
+            evidence,
+        };
+        let now = tokio::time::Instant::now();
+        let moderation = &mut state.moderation;
+        moderation.purge();
+        moderation
+            .reports
+            .push_back((now + self.policy.report_retention, report.clone()));
+        // The cooldown counts distinct reporters within the window.
+        let window = self.policy.cooldown_window;
+        moderation
+            .reported_by
+            .retain(|_, list| list.iter().any(|(_, at)| now.duration_since(*at) < window));
+        let list = moderation.reported_by.entry(target.clone()).or_default();
+        list.retain(|(k, at)| k != who && now.duration_since(*at) < window);
+        list.push((who.clone(), now));
+        let reporters = list.len();
+        if self.policy.cooldown_reports > 0
+            && reporters >= self.policy.cooldown_reports as usize
+            && !moderation.in_cooldown(&target)
+        {
+            let period = self.policy.cooldown_period;
+            moderation
+                .cooldowns
+                .insert(target, (now + period, now_ms() + period.as_millis() as u64));
+        }
+        Ok(report)
+    }
+
+    async fn access(
+        &self,
+        who: &ParticipantKey,
+        pseudonym: &str,
+        address: Option<&str>,
+    ) -> Result<Access, ToolError> {
+        let mut state = self.lock();
+        if let Some(p) = state.participants.get_mut(who)
+            && let Some(address) = address
+        {
+            p.address = Some(address.to_owned());
+        }
+        let moderation = &mut state.moderation;
+        moderation.purge();
+        let ban = moderation
+            .by_participant
+            .get(pseudonym)
+            .or_else(|| address.and_then(|a| moderation.by_address.get(a)))
+            .and_then(|id| moderation.bans.get(id));
+        if let Some((_, ban)) = ban {
+            return Ok(Access::Banned {
+                until_ms: ban.until_ms,
+            });
+        }
+        Ok(match moderation.cooldowns.get(who) {
+            Some((_, until_ms)) => Access::MatchingPaused {
+                until_ms: *until_ms,
+            },
+            None => Access::Open,
+        })
+    }
+
+    async fn reports(&self, limit: usize) -> Result<Vec<StoredReport>, ToolError> {
+        let mut state = self.lock();
+        state.moderation.purge();
+        Ok(state
+            .moderation
+            .reports
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn report_by_id(&self, id: &str) -> Result<Option<StoredReport>, ToolError> {
+        let mut state = self.lock();
+        state.moderation.purge();
+        Ok(state
+            .moderation
+            .reports
+            .iter()
+            .find(|(_, r)| r.id == id)
+            .map(|(_, r)| r.clone()))
+    }
+
+    async fn ban(&self, request: BanRequest) -> Result<Result<StoredBan, BanRefusal>, ToolError> {
+        let mut state = self.lock();
+        let key = request.key.clone().or_else(|| {
+            state
+                .participants
+                .keys()
+                .find(|k| moderation::pseudonym(k) == request.participant)
+                .cloned()
+        });
+        let address = request.address.clone().or_else(|| {
+            key.as_ref()
+                .and_then(|k| state.participants.get(k))
+                .and_then(|p| p.address.clone())
+        });
+        if request.ban_address && address.is_none() {
+            return Ok(Err(BanRefusal::NoAddress));
+        }
+        let ban = StoredBan {
+            id: request.id,
+            participant: request.participant,
+            address: address.filter(|_| request.ban_address),
+            created_ms: now_ms(),
+            until_ms: request.duration.map(|d| now_ms() + d.as_millis() as u64),
+            report: request.report,
+        };
+        let moderation = &mut state.moderation;
+        moderation.purge();
+        if let Some(old) = moderation.by_participant.get(&ban.participant).cloned() {
+            moderation.remove_ban(&old);
+        }
+        moderation
+            .by_participant
+            .insert(ban.participant.clone(), ban.id.clone());
+        if let Some(address) = &ban.address {
+            moderation
+                .by_address
+                .insert(address.clone(), ban.id.clone());
+        }
+        let until = request.duration.map(|d| tokio::time::Instant::now() + d);
+        moderation.bans.insert(ban.id.clone(), (until, ban.clone()));
+        if let Some(key) = key {
+            state.vacate(&key, DisconnectReason::Left, self.inbox_capacity);
+        }
+        Ok(Ok(ban))
+    }
+
+    async fn bans(&self) -> Result<Vec<StoredBan>, ToolError> {
+        let mut state = self.lock();
+        state.moderation.purge();
+        let mut bans: Vec<StoredBan> = state
+            .moderation
+            .bans
+            .values()
+            .map(|(_, b)| b.clone())
+            .collect();
+        bans.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        Ok(bans)
+    }
+
+    async fn unban(&self, id: &str) -> Result<bool, ToolError> {
+        let mut state = self.lock();
+        state.moderation.purge();
+        Ok(state.moderation.remove_ban(id))
+    }
+
+    async fn kick(&self, pseudonym: &str) -> Result<bool, ToolError> {
+        let mut state = self.lock();
+        let Some(key) = state
+            .participants
+            .keys()
+            .find(|k| moderation::pseudonym(k) == pseudonym)
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        let (left, _, _) = state.vacate(&key, DisconnectReason::Left, self.inbox_capacity);
+        Ok(left != LeftPlace::Nothing)
+    }
+
+    async fn moderation_counts(&self) -> Result<ModerationCounts, ToolError> {
+        let mut state = self.lock();
+        let moderation = &mut state.moderation;
+        moderation.purge();
+        let mut cooldowns: Vec<(ParticipantKey, u64)> = moderation
+            .cooldowns
+            .iter()
+            .map(|(k, (_, until_ms))| (k.clone(), *until_ms))
+            .collect();
+        cooldowns.sort_by_key(|(_, until)| *until);
+        Ok(ModerationCounts {
+            reports: moderation.reports.len() as u64,
+            bans: moderation.bans.len() as u64,
+            cooldowns,
+        })
+    }
+
     async fn counts(&self) -> Result<StoreCounts, ToolError> {
         let state = self.lock();
         Ok(StoreCounts {
@@ -937,6 +1313,29 @@ mod tests {
         store.enter_queue(&a, "A".into(), None).await.unwrap();
         let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
         assert_eq!(s.state, ChatState::Waiting);
+    }
+
+    /// The default retention, waited for in paused time: a report lives 30 days, then goes.
+    #[tokio::test(start_paused = true)]
+    async fn reports_go_after_the_default_retention() {
+        let store = MemoryStore::new(16, 2);
+        let (a, b) = (key("a"), key("b"));
+        store.enter_queue(&a, "A".into(), None).await.unwrap();
+        store.enter_queue(&b, "B".into(), None).await.unwrap();
+        store.send_message(&b, "evidence".into()).await.unwrap();
+        let filing = ReportFiling {
+            id: moderation::new_report_id(),
+            reason: mcp_chat::tools::ReportReason::Spam,
+            note: None,
+            member: None,
+        };
+        let report = store.report(&a, filing).await.unwrap();
+        let day = Duration::from_secs(24 * 60 * 60);
+        tokio::time::advance(29 * day).await;
+        assert_eq!(store.reports(10).await.unwrap(), vec![report.clone()]);
+        tokio::time::advance(day).await;
+        assert!(store.reports(10).await.unwrap().is_empty());
+        assert_eq!(store.report_by_id(&report.id).await.unwrap(), None);
     }
 
     #[tokio::test]

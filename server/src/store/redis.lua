@@ -16,6 +16,16 @@
 --   P presence     zset    participants, scored by their last heartbeat (ms, Redis clock)
 --   P rooms, P queues  sets  open rooms and non-empty queues (for counts)
 --   P stats        hash    messages_relayed, events_dropped
+-- Moderation (see moderation.rs):
+--   P rep:<id>     string  a report (JSON), expiring after the retention
+--   P reports      zset    report ids, scored by when they were filed (ms)
+--   P rp:<who>     zset    who reported <who>, scored by when (ms), for the cooldown
+--   P cd:<who>     string  present while <who> is held out of matching (expires)
+--   P cooldowns    zset    participants held out of matching, scored by when that ends (ms)
+--   P bn:<id>      string  a ban (JSON), expiring with the ban
+--   P ban:<pseudo>, P banaddr:<address>  string  the id of the ban on a pseudonym, an address
+--   P bans         set     ban ids (pruned when their record has expired)
+--   P pn:<pseudo>  string  the participant key of a pseudonym (for kicks and address bans)
 -- Every new event is announced on the channel "P events" as "<who>\n<seq>"; "<who>\nend" when a
 -- participant ends.
 
@@ -46,6 +56,7 @@ local function trk(ref) return P .. 'tr:' .. ref end
 local function qk(qt) return P .. 'q:' .. qt end
 local function refid(ref) return string.sub(ref, 3) end
 local function exists(k) return redis.call('EXISTS', pk(k)) == 1 end
+local function in_cooldown(k) return redis.call('EXISTS', P .. 'cd:' .. k) == 1 end
 local function hget(k, f) return redis.call('HGET', pk(k), f) end
 
 -- Creates the participant if unknown (with a presence entry, so that it is reaped if its node
@@ -172,14 +183,14 @@ local function vacate(who, reason)
     for _, o in ipairs(others) do
       if exists(o) then
         set_place(o, 'idle')
-        redis.call('HSET', pk(o), 'partners', cjson.encode({ who }))
+        redis.call('HSET', pk(o), 'partners', cjson.encode({ who }), 'last_room', ref)
       end
     end
   else
     room.members = kept
     redis.call('HSET', roomk(ref), 'members', cjson.encode(kept))
   end
-  redis.call('HSET', pk(who), 'partners', cjson.encode(others))
+  redis.call('HSET', pk(who), 'partners', cjson.encode(others), 'last_room', ref)
   for _, o in ipairs(others) do
     deliver(o, refid(ref), { type = 'partner.disconnected', partner_name = leaver_name,
       reason = reason, room_closed = closed })
@@ -195,7 +206,7 @@ local function enter_queue(who, qt, topic, room_id)
     if c ~= who then
       if not exists(c) then
         redis.call('LREM', q, 0, c) -- expired without leaving: forget it
-      elseif not is_blocked(who, c) and not is_blocked(c, who) then
+      elseif not in_cooldown(c) and not is_blocked(who, c) and not is_blocked(c, who) then
         partner = c
         break
       end
@@ -286,6 +297,44 @@ local function status(who)
     end
   end
   return cjson.encode(st)
+end
+
+-- Forgets reports past their retention (their records expire by themselves).
+local function prune_reports(retention_ms)
+  redis.call('ZREMRANGEBYSCORE', P .. 'reports', '-inf', '(' .. s(NOW - retention_ms))
+end
+
+-- The ids of the bans in force, forgetting those whose record expired.
+local function live_bans()
+  local ids = {}
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'bans')) do
+    if redis.call('EXISTS', P .. 'bn:' .. id) == 1 then
+      table.insert(ids, id)
+    else
+      redis.call('SREM', P .. 'bans', id)
+    end
+  end
+  return ids
+end
+
+local function remove_ban(id)
+  local json = redis.call('GET', P .. 'bn:' .. id)
+  if not json then return false end
+  local ban = cjson.decode(json)
+  if redis.call('GET', P .. 'ban:' .. ban.participant) == id then
+    redis.call('DEL', P .. 'ban:' .. ban.participant)
+  end
+  if ban.address and redis.call('GET', P .. 'banaddr:' .. ban.address) == id then
+    redis.call('DEL', P .. 'banaddr:' .. ban.address)
+  end
+  redis.call('DEL', P .. 'bn:' .. id)
+  redis.call('SREM', P .. 'bans', id)
+  return true
+end
+
+-- SET with an expiry in ms, or none ('').
+local function set_for(key, value, ms)
+  if ms == '' then redis.call('SET', key, value) else redis.call('SET', key, value, 'PX', ms) end
 end
 
 local who = ARGV[A]
@@ -480,6 +529,157 @@ elseif OP == 'reap' then
     'LIMIT', '0', s(limit))
   for _, k in ipairs(absent) do finish(k, 'timeout') end
   return absent
+
+elseif OP == 'report' then
+  local id, reason, note, member = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], ARGV[A + 4]
+  local max, retention_ms = tonumber(ARGV[A + 5]), tonumber(ARGV[A + 6])
+  local k, window_ms, period_ms = tonumber(ARGV[A + 7]), tonumber(ARGV[A + 8]), tonumber(ARGV[A + 9])
+  if not exists(who) then return { 'nothing' } end
+  local target, tname, room_id, evidence = nil, '', '', {}
+  local ref = hget(who, 'room')
+  local room = (hget(who, 'place') == 'room' and ref) and room_get(ref) or nil
+  if room then
+    room_id = refid(ref)
+    local others, joined = {}, room.last_msg
+    for _, m in ipairs(room.members) do
+      if m.k == who then joined = m.j else table.insert(others, m) end
+    end
+    local chosen = nil
+    if member ~= '' then
+      for _, o in ipairs(others) do
+        if o.n == member then chosen = o end
+      end
+      if not chosen then return { 'no_member' } end
+    elseif #others == 1 then
+      chosen = others[1]
+    elseif #others == 0 then
+      return { 'nothing' }
+    else
+      return { 'which_member' }
+    end
+    target, tname = chosen.k, chosen.n
+    -- Only what the reporter could read itself.
+    for _, e in ipairs(redis.call('LRANGE', trk(ref), 0, -1)) do
+      if cjson.decode(e).s > joined then table.insert(evidence, e) end
+    end
+    while #evidence > max do table.remove(evidence, 1) end
+  else
+    -- The stranger already left (the usual case: an insult, then gone): the room is closed,
+    -- so the evidence is what the reporter received from it.
+    local last = hget(who, 'partners')
+    local list = last and cjson.decode(last) or {}
+    local lref = hget(who, 'last_room')
+    if #list ~= 1 or not lref then return { 'nothing' } end
+    target, room_id = list[1], refid(lref)
+    local sender = string.sub(lref, 1, 2) == 'r:' and target or ''
+    for _, e in ipairs(redis.call('XREVRANGE', inbox(who), '+', '-')) do
+      if #evidence >= max then break end
+      local f = {}
+      for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+      if f.room == room_id then
+        local body = cjson.decode(f.body or '{}')
+        if body.type == 'message.received' then
+          table.insert(evidence, 1, cjson.encode({ s = body.message_seq, t = tonumber(f.ts) or 0,
+            f = sender, n = body.from, x = body.text }))
+        end
+      end
+    end
+    if #evidence > 0 then tname = cjson.decode(evidence[#evidence]).n end
+  end
+  local rec = { id = id, created_ms = NOW, reason = reason, room_id = room_id, reporter = who,
+    reported = target, reported_name = tname }
+  if note ~= '' then rec.note = note end
+  local addr = redis.call('HGET', pk(target), 'addr')
+  if addr then rec.reported_address = addr end
+  -- cjson writes an empty table as an object: the evidence list is put in by hand.
+  local json = string.sub(cjson.encode(rec), 1, -2) .. ',"evidence":[' ..
+    table.concat(evidence, ',') .. ']}'
+  redis.call('SET', P .. 'rep:' .. id, json, 'PX', s(retention_ms))
+  redis.call('ZADD', P .. 'reports', s(NOW), id)
+  prune_reports(retention_ms)
+  -- The cooldown counts distinct reporters within the window.
+  local rk = P .. 'rp:' .. target
+  redis.call('ZREMRANGEBYSCORE', rk, '-inf', s(NOW - window_ms))
+  redis.call('ZADD', rk, s(NOW), who)
+  redis.call('PEXPIRE', rk, s(window_ms))
+  if k > 0 and redis.call('ZCARD', rk) >= k and not in_cooldown(target) then
+    redis.call('SET', P .. 'cd:' .. target, '1', 'PX', s(period_ms))
+    redis.call('ZADD', P .. 'cooldowns', s(NOW + period_ms), target)
+  end
+  return { 'ok', json }
+
+elseif OP == 'access' then
+  local pseudo, addr = ARGV[A + 1], ARGV[A + 2]
+  if exists(who) then
+    if addr ~= '' then redis.call('HSET', pk(who), 'addr', addr) end
+    redis.call('SET', P .. 'pn:' .. pseudo, who, 'EX', s(TTL))
+  end
+  local id = redis.call('GET', P .. 'ban:' .. pseudo)
+  local ban = id and redis.call('GET', P .. 'bn:' .. id)
+  if not ban and addr ~= '' then
+    id = redis.call('GET', P .. 'banaddr:' .. addr)
+    ban = id and redis.call('GET', P .. 'bn:' .. id)
+  end
+  if ban then return { 'banned', ban } end
+  local left = redis.call('PTTL', P .. 'cd:' .. who)
+  if left > 0 then return { 'paused', s(NOW + left) } end
+  return { 'open' }
+
+elseif OP == 'reports' then
+  local limit, retention_ms = tonumber(ARGV[A]), tonumber(ARGV[A + 1])
+  prune_reports(retention_ms)
+  local out = {}
+  for _, id in ipairs(redis.call('ZREVRANGE', P .. 'reports', 0, limit - 1)) do
+    local json = redis.call('GET', P .. 'rep:' .. id)
+    if json then table.insert(out, json) end
+  end
+  return out
+
+elseif OP == 'report_get' then
+  return redis.call('GET', P .. 'rep:' .. ARGV[A]) or ''
+
+elseif OP == 'ban' then
+  local id, pseudo, key, addr = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
+  local want_addr, ms, report = ARGV[A + 4] == '1', ARGV[A + 5], ARGV[A + 6]
+  if key == '' then key = redis.call('GET', P .. 'pn:' .. pseudo) or '' end
+  if addr == '' and key ~= '' then addr = redis.call('HGET', pk(key), 'addr') or '' end
+  if want_addr and addr == '' then return { 'no_address' } end
+  local rec = { id = id, participant = pseudo, created_ms = NOW }
+  if ms ~= '' then rec.until_ms = NOW + tonumber(ms) end
+  if report ~= '' then rec.report = report end
+  if want_addr then rec.address = addr end
+  local json = cjson.encode(rec)
+  local old = redis.call('GET', P .. 'ban:' .. pseudo)
+  if old then remove_ban(old) end
+  set_for(P .. 'bn:' .. id, json, ms)
+  set_for(P .. 'ban:' .. pseudo, id, ms)
+  if want_addr then set_for(P .. 'banaddr:' .. addr, id, ms) end
+  redis.call('SADD', P .. 'bans', id)
+  if key ~= '' and exists(key) then vacate(key, 'left') end
+  return { 'ok', json }
+
+elseif OP == 'bans' then
+  local out = {}
+  for _, id in ipairs(live_bans()) do table.insert(out, redis.call('GET', P .. 'bn:' .. id)) end
+  return out
+
+elseif OP == 'unban' then
+  return remove_ban(ARGV[A]) and '1' or '0'
+
+elseif OP == 'kick' then
+  local key = redis.call('GET', P .. 'pn:' .. ARGV[A])
+  if not key or not exists(key) then return '0' end
+  local left = vacate(key, 'left')
+  return left == 'nothing' and '0' or '1'
+
+elseif OP == 'mod_counts' then
+  prune_reports(tonumber(ARGV[A]))
+  redis.call('ZREMRANGEBYSCORE', P .. 'cooldowns', '-inf', s(NOW))
+  local out = { s(redis.call('ZCARD', P .. 'reports')), s(#live_bans()) }
+  for _, v in ipairs(redis.call('ZRANGE', P .. 'cooldowns', 0, -1, 'WITHSCORES')) do
+    table.insert(out, v)
+  end
+  return out
 
 elseif OP == 'counts' then
   local waiting = 0

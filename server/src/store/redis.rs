@@ -29,6 +29,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{ChatStore, ParticipantKey, ReadBatch, StoreCounts, new_random_room_id, refusal};
+use crate::moderation::{
+    Access, BanRefusal, BanRequest, EvidenceEntry, ModerationCounts, ModerationPolicy,
+    ReportFiling, StoredBan, StoredReport,
+};
 
 /// How long state lives in Redis without being touched (heartbeats refresh it).
 const STATE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -59,6 +63,7 @@ pub struct RedisStore {
     prefix: String,
     inbox_capacity: usize,
     room_capacity: usize,
+    policy: ModerationPolicy,
     watchers: Arc<Watchers>,
     follower: JoinHandle<()>,
 }
@@ -172,6 +177,11 @@ fn garbled(what: &str) -> ToolError {
     )
 }
 
+/// A duration as the script takes it: whole milliseconds.
+fn millis(duration: Duration) -> String {
+    (duration.as_millis() as u64).to_string()
+}
+
 /// Stream entries flattened by the script (seq, timestamp, room, body, ...) as events.
 fn parse_events(flat: &[String]) -> Result<Vec<ChatEvent>, ToolError> {
     flat.chunks_exact(4)
@@ -187,16 +197,6 @@ fn parse_events(flat: &[String]) -> Result<Vec<ChatEvent>, ToolError> {
             })
         })
         .collect()
-}
-
-/// A transcript entry as the script stores it.
-#[derive(serde::Deserialize)]
-struct StoredMessage {
-    s: u64,
-    t: u64,
-    f: String,
-    n: String,
-    x: String,
 }
 
 impl RedisStore {
@@ -231,9 +231,17 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             inbox_capacity: inbox_capacity.max(1),
             room_capacity: room_capacity.max(2),
+            policy: ModerationPolicy::default(),
             watchers,
             follower,
         })
+    }
+
+    /// The same store with these moderation rules (every node sharing the store should have
+    /// the same).
+    pub fn with_policy(mut self, policy: ModerationPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Runs operation `op` of the script with `args`.
@@ -449,24 +457,29 @@ impl ChatStore for RedisStore {
             [code] if code == "room_closed" => return Err(refusal::room_closed()),
             _ => return Err(garbled("transcript")),
         };
-        let stored: Vec<StoredMessage> = stored
+        // Transcript entries have the shape of evidence entries (a report copies them).
+        let stored: Vec<EvidenceEntry> = stored
             .iter()
             .filter_map(|entry| serde_json::from_str(entry).ok())
             .collect();
-        let page =
-            super::transcript_page(stored.iter().map(|m| (m.s, m)), since, limit, joined_after);
+        let page = super::transcript_page(
+            stored.iter().map(|m| (m.seq, m)),
+            since,
+            limit,
+            joined_after,
+        );
         Ok(GetMessagesOutput {
             room_id,
             messages: page
                 .items
                 .into_iter()
                 .map(|m| TranscriptMessage {
-                    message_seq: m.s,
-                    timestamp_ms: m.t,
-                    from: m.n.clone(),
-                    from_you: m.f == who.as_str(),
+                    message_seq: m.seq,
+                    timestamp_ms: m.timestamp_ms,
+                    from: m.from_name.clone(),
+                    from_you: m.from == who.as_str(),
                     notice: None,
-                    text: m.x.clone(),
+                    text: m.text.clone(),
                 })
                 .collect(),
             latest_message_seq: latest,
@@ -520,6 +533,152 @@ impl ChatStore for RedisStore {
                 return Ok(reaped);
             }
         }
+    }
+
+    async fn report(
+        &self,
+        who: &ParticipantKey,
+        filing: ReportFiling,
+    ) -> Result<StoredReport, ToolError> {
+        let policy = &self.policy;
+        let answer: Vec<String> = self
+            .run(
+                "report",
+                &[
+                    who.as_str(),
+                    &filing.id,
+                    filing.reason.as_str(),
+                    filing.note.as_deref().unwrap_or(""),
+                    filing.member.as_deref().unwrap_or(""),
+                    &mcp_chat::limits::REPORT_EVIDENCE_MESSAGES.to_string(),
+                    &millis(policy.report_retention),
+                    &policy.cooldown_reports.to_string(),
+                    &millis(policy.cooldown_window),
+                    &millis(policy.cooldown_period),
+                ],
+            )
+            .await?;
+        match answer.as_slice() {
+            [ok, json] if ok == "ok" => serde_json::from_str(json).map_err(|_| garbled("a report")),
+            [code] if code == "nothing" => Err(refusal::nothing_to_report()),
+            [code] if code == "no_member" => Err(refusal::no_such_member()),
+            [code] if code == "which_member" => Err(refusal::which_member()),
+            _ => Err(garbled("report")),
+        }
+    }
+
+    async fn access(
+        &self,
+        who: &ParticipantKey,
+        pseudonym: &str,
+        address: Option<&str>,
+    ) -> Result<Access, ToolError> {
+        let answer: Vec<String> = self
+            .run("access", &[who.as_str(), pseudonym, address.unwrap_or("")])
+            .await?;
+        match answer.as_slice() {
+            [open] if open == "open" => Ok(Access::Open),
+            [banned, json] if banned == "banned" => {
+                let ban: StoredBan = serde_json::from_str(json).map_err(|_| garbled("a ban"))?;
+                Ok(Access::Banned {
+                    until_ms: ban.until_ms,
+                })
+            }
+            [paused, until] if paused == "paused" => Ok(Access::MatchingPaused {
+                until_ms: until.parse().map_err(|_| garbled("a cooldown"))?,
+            }),
+            _ => Err(garbled("access")),
+        }
+    }
+
+    async fn reports(&self, limit: usize) -> Result<Vec<StoredReport>, ToolError> {
+        let answer: Vec<String> = self
+            .run(
+                "reports",
+                &[
+                    &limit.max(1).to_string(),
+                    &millis(self.policy.report_retention),
+                ],
+            )
+            .await?;
+        answer
+            .iter()
+            .map(|json| serde_json::from_str(json).map_err(|_| garbled("a report")))
+            .collect()
+    }
+
+    async fn report_by_id(&self, id: &str) -> Result<Option<StoredReport>, ToolError> {
+        let json: String = self.run("report_get", &[id]).await?;
+        if json.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|_| garbled("a report"))
+    }
+
+    async fn ban(&self, request: BanRequest) -> Result<Result<StoredBan, BanRefusal>, ToolError> {
+        let answer: Vec<String> = self
+            .run(
+                "ban",
+                &[
+                    &request.id,
+                    &request.participant,
+                    request.key.as_ref().map_or("", ParticipantKey::as_str),
+                    request.address.as_deref().unwrap_or(""),
+                    if request.ban_address { "1" } else { "0" },
+                    &request.duration.map(millis).unwrap_or_default(),
+                    request.report.as_deref().unwrap_or(""),
+                ],
+            )
+            .await?;
+        match answer.as_slice() {
+            [ok, json] if ok == "ok" => serde_json::from_str(json)
+                .map(Ok)
+                .map_err(|_| garbled("a ban")),
+            [code] if code == "no_address" => Ok(Err(BanRefusal::NoAddress)),
+            _ => Err(garbled("ban")),
+        }
+    }
+
+    async fn bans(&self) -> Result<Vec<StoredBan>, ToolError> {
+        let answer: Vec<String> = self.run("bans", &[]).await?;
+        let mut bans = answer
+            .iter()
+            .map(|json| serde_json::from_str(json).map_err(|_| garbled("a ban")))
+            .collect::<Result<Vec<StoredBan>, _>>()?;
+        bans.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        Ok(bans)
+    }
+
+    async fn unban(&self, id: &str) -> Result<bool, ToolError> {
+        let answer: String = self.run("unban", &[id]).await?;
+        Ok(answer == "1")
+    }
+
+    async fn kick(&self, pseudonym: &str) -> Result<bool, ToolError> {
+        let answer: String = self.run("kick", &[pseudonym]).await?;
+        Ok(answer == "1")
+    }
+
+    async fn moderation_counts(&self) -> Result<ModerationCounts, ToolError> {
+        let answer: Vec<String> = self
+            .run("mod_counts", &[&millis(self.policy.report_retention)])
+            .await?;
+        let [reports, bans, cooldowns @ ..] = answer.as_slice() else {
+            return Err(garbled("moderation counts"));
+        };
+        Ok(ModerationCounts {
+            reports: reports.parse().map_err(|_| garbled("moderation counts"))?,
+            bans: bans.parse().map_err(|_| garbled("moderation counts"))?,
+            cooldowns: cooldowns
+                .chunks_exact(2)
+                .map(|pair| {
+                    let until = pair[1].parse::<f64>().unwrap_or(0.0) as u64;
+                    (ParticipantKey::from_stored(pair[0].clone()), until)
+                })
+                .collect(),
+        })
     }
 
     async fn counts(&self) -> Result<StoreCounts, ToolError> {

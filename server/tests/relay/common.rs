@@ -29,6 +29,8 @@ pub const PROMPT: Duration = Duration::from_secs(5);
 pub struct TestRelay {
     pub addr: SocketAddr,
     pub url: String,
+    /// The admin API's base URL (`http://addr`), when started with one.
+    pub admin_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), mcp_chat_relay::RelayError>>>,
 }
@@ -52,15 +54,38 @@ impl TestRelay {
 
     /// Starts a relay with `config`.
     pub async fn start_with(config: RelayConfig) -> Self {
+        Self::launch(config, false).await
+    }
+
+    /// Starts a relay with `config` and its admin API on a port of its own (`config` must
+    /// carry an admin token).
+    pub async fn start_with_admin(config: RelayConfig) -> Self {
+        Self::launch(config, true).await
+    }
+
+    async fn launch(config: RelayConfig, admin: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = match admin {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let admin_url = admin
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().unwrap()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mcp_chat_relay::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(mcp_chat_relay::serve_with_admin(
+            listener,
+            admin,
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             url: format!("http://{addr}/mcp"),
+            admin_url,
             stop: Some(stop),
             task: Some(task),
         }
@@ -168,6 +193,32 @@ impl Chatter {
             http::HeaderValue::from_str(token).unwrap(),
         );
         Self::connect_with(url, headers, None).await
+    }
+
+    /// Connects a participant presenting `token`, its connections coming from `source` (any
+    /// 127.x.y.z works on loopback), for tests of address bans.
+    pub async fn connect_from(url: &str, token: &str, source: &str) -> Self {
+        let mut headers = HashMap::new();
+        headers.insert(
+            http::HeaderName::from_static(mcp_chat::protocol::IDENTITY_HEADER),
+            http::HeaderValue::from_str(token).unwrap(),
+        );
+        let source: std::net::IpAddr = source.parse().unwrap();
+        let client = reqwest::Client::builder()
+            .local_address(source)
+            .build()
+            .unwrap();
+        let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+        let transport = StreamableHttpClientTransport::with_client(client, config);
+        let (tx, pushes) = mpsc::unbounded_channel();
+        let service = Recorder {
+            pushes: tx,
+            ui: false,
+        }
+        .serve(transport)
+        .await
+        .expect("connects to the relay");
+        Self { service, pushes }
     }
 
     /// Connects with extra headers and an optional bearer token.
@@ -485,5 +536,62 @@ impl RawClient {
             .unwrap()
             .status()
             .as_u16()
+    }
+}
+
+/// A client of the admin API: `(status, JSON body)` for every call.
+pub struct AdminClient {
+    pub base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The same API with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::new(&self.base, token)
+    }
+
+    /// A request with the token (none when it is empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the admin API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
     }
 }

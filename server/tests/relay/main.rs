@@ -13,6 +13,7 @@ mod deploy;
 mod labels;
 mod liveness;
 mod matching;
+mod moderation;
 mod pane;
 mod redis;
 mod redis_harness;

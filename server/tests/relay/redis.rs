@@ -497,6 +497,7 @@ async fn killed_node_participants_time_out_unless_they_come_back() {
     };
     let options = NodeOptions {
         grace_secs: GRACE.as_secs(),
+        ..NodeOptions::default()
     };
     let mut node1 = RelayNode::start(&redis.url(), &options).await;
     let node2 = RelayNode::start(&redis.url(), &options).await;

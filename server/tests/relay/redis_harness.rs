@@ -267,11 +267,16 @@ async fn ping(port: u16) -> bool {
 pub struct NodeOptions {
     /// `--grace-secs`.
     pub grace_secs: u64,
+    /// More flags, e.g. `--admin-bind`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { grace_secs: 30 }
+        Self {
+            grace_secs: 30,
+            extra_args: Vec::new(),
+        }
     }
 }
 
@@ -281,6 +286,8 @@ pub struct RelayNode {
     pub addr: SocketAddr,
     /// Its MCP endpoint.
     pub url: String,
+    /// Its admin API's base URL, when it serves one (`--admin-bind`).
+    pub admin_url: Option<String>,
     args: Vec<String>,
     child: Option<Child>,
     log: Arc<Mutex<VecDeque<String>>>,
@@ -289,7 +296,7 @@ pub struct RelayNode {
 impl RelayNode {
     /// Starts a node on a port of its own, with the store at `store` (e.g. a Redis URL).
     pub async fn start(store: &str, options: &NodeOptions) -> Self {
-        let args = vec![
+        let mut args = vec![
             "--store".to_owned(),
             store.to_owned(),
             "--grace-secs".to_owned(),
@@ -299,9 +306,11 @@ impl RelayNode {
             "--rate-burst".to_owned(),
             "1000".to_owned(),
         ];
+        args.extend(options.extra_args.iter().cloned());
         let mut node = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             url: String::new(),
+            admin_url: None,
             args,
             child: None,
             log: Arc::default(),
@@ -328,11 +337,15 @@ impl RelayNode {
             .expect("runs mcp-chat-relay");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
+        let (admin_tx, admin_rx) = mpsc::channel();
         let log = self.log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = announced_addr(&line) {
                     let _ = tx.send(addr);
+                }
+                if let Some(addr) = announced_after(&line, "admin API listening on http://") {
+                    let _ = admin_tx.send(addr);
                 }
                 let mut log = log.lock().unwrap();
                 if log.len() == KEPT_LOG_LINES {
@@ -367,6 +380,8 @@ impl RelayNode {
         };
         self.addr = addr;
         self.url = format!("http://{addr}/mcp");
+        // The admin line is logged before the public one.
+        self.admin_url = admin_rx.try_recv().ok().map(|a| format!("http://{a}"));
         self.child = Some(child);
     }
 
@@ -450,7 +465,12 @@ impl Drop for RelayNode {
 
 /// The address in the relay's startup line `mcp-chat relay listening on http://ADDR/mcp`.
 fn announced_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    announced_after(line, "relay listening on http://")
+}
+
+/// The address after `prefix` in a startup line.
+fn announced_after(line: &str, prefix: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
     rest.split('/').next()?.trim().parse().ok()
 }
 
