@@ -301,11 +301,14 @@ pub fn apply(plan: &Plan) -> Result<Option<PathBuf>, EditError> {
 }
 
 /// Creates `temp` with `bytes`, flushed to disk, with the permissions of `original` if it exists.
+/// A new file is private (0600 on Unix): client configs hold account data and tokens, and the
+/// rename carries the temporary file's mode over to the real one.
 fn write_new(temp: &Path, original: &Path, bytes: &[u8], keep_mode: bool) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(temp)?;
     if keep_mode {
         file.set_permissions(std::fs::metadata(original)?.permissions())?;
     }

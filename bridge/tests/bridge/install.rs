@@ -275,6 +275,28 @@ fn byte_order_mark_line_endings_and_permissions_are_kept() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
+/// Issue 16, item 4: Claude Code creates `~/.claude.json` 0600 (it holds account data); so does
+/// the installer, whatever the umask. A file that exists keeps the mode its owner gave it.
+#[test]
+fn created_files_are_private_and_existing_files_keep_their_mode() {
+    let home = Home::new("install-modes");
+    let path = home.home().join(".claude.json");
+    home.ok(&["install", "--client", "claude-code"]);
+    assert_eq!(mode(&path), 0o600);
+
+    let cursor = home.write(".cursor/mcp.json", "{\"mcpServers\": {}}\n");
+    std::fs::set_permissions(&cursor, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    home.ok(&["install", "--client", "cursor"]);
+    assert!(read_json(&cursor)["mcpServers"]["mcp-chat"].is_object());
+    assert_eq!(mode(&cursor), 0o640);
+    home.ok(&["uninstall", "--client", "cursor"]);
+    assert_eq!(mode(&cursor), 0o640);
+}
+
 #[test]
 fn duplicate_keys_and_read_only_files_are_refused() {
     let home = Home::new("install-dup");
