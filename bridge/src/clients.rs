@@ -50,6 +50,30 @@ pub enum Scope {
     User,
     /// Only for the project in the current directory (a file meant to be committed).
     Project,
+    /// Only for this user in the current directory, kept in the user's own file (Claude Code's
+    /// default scope: `projects[<dir>].mcpServers` in `~/.claude.json`).
+    Local,
+}
+
+impl Scope {
+    /// The scope's name as the clients' documentation and `--scope` spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Project => "project",
+            Scope::Local => "local",
+        }
+    }
+}
+
+/// What a client does with entries of the same name in several of its places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The first place (in [`Client::places`] order) that has the name wins; the others are
+    /// ignored whole, not merged.
+    FirstWins,
+    /// Each place's entry is a server of its own: both start, and the tools appear twice.
+    Both,
 }
 
 /// The operating system whose layout to use.
@@ -90,9 +114,14 @@ pub enum Dialect {
 pub struct Target {
     /// The client.
     pub client: Client,
+    /// Which of the client's configurations this is.
+    pub scope: Scope,
     /// The configuration file.
     pub path: PathBuf,
-    /// The top-level key holding the servers (`mcpServers`, `servers`, `context_servers`).
+    /// Keys of the objects around the servers object, outermost first; empty when the servers
+    /// are at the top level (Claude Code's local scope: `projects`, then the directory).
+    pub within: Vec<String>,
+    /// The key holding the servers (`mcpServers`, `servers`, `context_servers`).
     pub servers_key: &'static str,
     /// The file's syntax.
     pub dialect: Dialect,
@@ -101,9 +130,14 @@ pub struct Target {
 /// Why a client's configuration cannot be located.
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
-    /// The client has no project-level configuration.
-    #[error("{0} has no project scope; use --scope user")]
-    NoProjectScope(&'static str),
+    /// The client has no configuration of this scope.
+    #[error("{client} has no {scope} scope; use --scope user")]
+    NoScope {
+        /// The client.
+        client: &'static str,
+        /// The scope asked for.
+        scope: &'static str,
+    },
     /// A directory the layout depends on is unknown.
     #[error("cannot find {client}'s configuration: {missing} is not set")]
     MissingDir {
@@ -217,14 +251,52 @@ impl Client {
         }
     }
 
+    /// Every place this client reads servers from on the host described by `dirs`, the one
+    /// that wins a name clash first (see [`Client::overlap`]).
+    pub fn places(self, dirs: &HostDirs<'_>) -> Vec<Target> {
+        // Claude Code: "local-scoped servers take precedence, followed by project-scoped
+        // servers, and finally user-scoped ones"; the whole entry of that scope is used
+        // (https://code.claude.com/docs/en/mcp, "Scope hierarchy and precedence").
+        // The editors and the CLIs with a project file let it override the user's.
+        [Scope::Local, Scope::Project, Scope::User]
+            .into_iter()
+            .filter_map(|scope| self.locate(scope, dirs).ok())
+            .collect()
+    }
+
+    /// What the client does with an entry named `mcp-chat` in more than one of its places.
+    pub fn overlap(self) -> Overlap {
+        match self {
+            // VS Code keeps each file's servers as a collection of their own and lists
+            // them side by side (https://code.visualstudio.com/docs/agents/reference/mcp-configuration).
+            Client::Vscode => Overlap::Both,
+            _ => Overlap::FirstWins,
+        }
+    }
+
     /// Where this client's configuration for `scope` is on the host described by `dirs`.
     pub fn locate(self, scope: Scope, dirs: &HostDirs<'_>) -> Result<Target, LocateError> {
         let target = |path: PathBuf, servers_key, dialect| Target {
             client: self,
+            scope,
             path,
+            within: Vec::new(),
             servers_key,
             dialect,
         };
+        let no_scope = || LocateError::NoScope {
+            client: self.display_name(),
+            scope: scope.label(),
+        };
+        if scope == Scope::Local {
+            if self != Client::ClaudeCode {
+                return Err(no_scope());
+            }
+            let mut local = self.locate(Scope::User, dirs)?;
+            local.scope = Scope::Local;
+            local.within = vec!["projects".to_owned(), claude_project_key(&dirs.cwd)];
+            return Ok(local);
+        }
         if scope == Scope::Project {
             let project = |rel: &[&str], key, dialect| {
                 let path = rel.iter().fold(dirs.cwd.clone(), |p, part| p.join(part));
@@ -239,9 +311,7 @@ impl Client {
                     "context_servers",
                     Dialect::Jsonc,
                 ),
-                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio => {
-                    Err(LocateError::NoProjectScope(self.display_name()))
-                }
+                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio => Err(no_scope()),
             };
         }
         let home = || dirs.home(self);
@@ -334,6 +404,17 @@ impl Client {
                 json!({ "command": command, "args": launch.args })
             }
         }
+    }
+}
+
+/// The key of a project in `~/.claude.json`'s `projects`: its absolute directory, with forward
+/// slashes on Windows (as Claude Code writes it).
+fn claude_project_key(dir: &Path) -> String {
+    let key = dir.to_string_lossy();
+    if cfg!(windows) {
+        key.replace('\\', "/")
+    } else {
+        key.into_owned()
     }
 }
 
@@ -553,11 +634,32 @@ mod tests {
             Path::new("/work/proj/.zed/settings.json")
         );
         for client in [Client::ClaudeDesktop, Client::Windsurf, Client::Lmstudio] {
-            assert!(matches!(
-                project(client),
-                Err(LocateError::NoProjectScope(_))
-            ));
+            assert!(matches!(project(client), Err(LocateError::NoScope { .. })));
         }
+    }
+
+    #[test]
+    fn claude_codes_local_scope_is_this_directory_in_its_state_file() {
+        let local = Client::ClaudeCode
+            .locate(Scope::Local, &dirs(Os::Linux, &no_env))
+            .unwrap();
+        assert_eq!(local.path, Path::new("/home/ann/.claude.json"));
+        assert_eq!(local.within, ["projects", "/work/proj"]);
+        assert_eq!(local.servers_key, "mcpServers");
+        let err = Client::Cursor
+            .locate(Scope::Local, &dirs(Os::Linux, &no_env))
+            .unwrap_err();
+        assert!(err.to_string().contains("no local scope"), "{err}");
+        // Precedence order: local, project, user.
+        let places = Client::ClaudeCode.places(&dirs(Os::Linux, &no_env));
+        let scopes: Vec<_> = places.iter().map(|t| t.scope).collect();
+        assert_eq!(scopes, [Scope::Local, Scope::Project, Scope::User]);
+        let scopes: Vec<_> = Client::Windsurf
+            .places(&dirs(Os::Linux, &no_env))
+            .iter()
+            .map(|t| t.scope)
+            .collect();
+        assert_eq!(scopes, [Scope::User]);
     }
 
     #[test]

@@ -109,14 +109,39 @@ pub fn plan(target: &Target, action: &Action) -> Result<Plan, EditError> {
         })?,
         None => root.object_value_or_set(),
     };
-    // JSON.parse keeps the last of duplicate keys, the syntax tree edits the first: refuse.
-    check_unique(target, &root_object, target.servers_key)?;
-    if let Some(servers) = root_object.object_value(target.servers_key) {
-        check_unique(target, &servers, ENTRY_NAME)?;
+    // The object that holds the servers: the top level, or one inside it (Claude Code's local
+    // scope). Install creates the way there; uninstall finds nothing to do without it.
+    let mut holder = Some(root_object);
+    for key in &target.within {
+        let Some(object) = holder else { break };
+        // JSON.parse keeps the last of duplicate keys, the syntax tree edits the first: refuse.
+        check_unique(target, &object, key)?;
+        holder = match action {
+            Action::Install(_) => Some(
+                object
+                    .object_value_or_create(key)
+                    .ok_or_else(|| not_an_object(target, key))?,
+            ),
+            Action::Uninstall => match object.get(key) {
+                Some(prop) => Some(
+                    prop.value()
+                        .and_then(|v| v.as_object())
+                        .ok_or_else(|| not_an_object(target, key))?,
+                ),
+                None => None,
+            },
+        };
     }
-    let outcome = match action {
-        Action::Install(entry) => install_entry(target, &root_object, entry)?,
-        Action::Uninstall => uninstall_entry(target, &root_object)?,
+    if let Some(holder) = &holder {
+        check_unique(target, holder, target.servers_key)?;
+        if let Some(servers) = holder.object_value(target.servers_key) {
+            check_unique(target, &servers, ENTRY_NAME)?;
+        }
+    }
+    let outcome = match (action, &holder) {
+        (Action::Install(entry), Some(holder)) => install_entry(target, holder, entry)?,
+        (Action::Uninstall, Some(holder)) => uninstall_entry(target, holder)?,
+        (_, None) => Outcome::Absent,
     };
     let after = if matches!(outcome, Outcome::Unchanged | Outcome::Absent) {
         before.clone().unwrap_or_default()
@@ -147,8 +172,11 @@ pub fn read_entry(target: &Target) -> Result<Option<Value>, EditError> {
         return Ok(None);
     }
     let root = parse(&target.path, target.dialect, body)?;
-    Ok(root
-        .object_value()
+    let mut holder = root.object_value();
+    for key in &target.within {
+        holder = holder.and_then(|o| o.object_value(key));
+    }
+    Ok(holder
         .and_then(|o| o.object_value(target.servers_key))
         .and_then(|servers| servers.get(ENTRY_NAME))
         .and_then(|prop| prop.value())
@@ -230,7 +258,7 @@ fn uninstall_entry(target: &Target, root: &CstObject) -> Result<Outcome, EditErr
     let servers = servers
         .value()
         .and_then(|v| v.as_object())
-        .ok_or_else(|| not_an_object(target))?;
+        .ok_or_else(|| not_an_object(target, target.servers_key))?;
     match servers.get(ENTRY_NAME) {
         Some(prop) => {
             prop.remove();
@@ -242,13 +270,13 @@ fn uninstall_entry(target: &Target, root: &CstObject) -> Result<Outcome, EditErr
 
 fn servers_object(target: &Target, root: &CstObject) -> Result<CstObject, EditError> {
     root.object_value_or_create(target.servers_key)
-        .ok_or_else(|| not_an_object(target))
+        .ok_or_else(|| not_an_object(target, target.servers_key))
 }
 
-fn not_an_object(target: &Target) -> EditError {
+fn not_an_object(target: &Target, key: &str) -> EditError {
     EditError::Shape {
         path: target.path.clone(),
-        what: format!("\"{}\" is not an object", target.servers_key),
+        what: format!("\"{key}\" is not an object"),
     }
 }
 

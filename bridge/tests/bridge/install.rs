@@ -493,3 +493,147 @@ async fn doctor_reports_problems_with_fixes_and_a_reachable_relay() {
     assert!(!report.contains("127.0.0.1:10"), "{report}");
     relay.stop().await;
 }
+
+/// The key of the test's project directory in `~/.claude.json`'s `projects`, as Claude Code
+/// (and the bridge, run there) sees the directory.
+fn claude_project_key(home: &Home) -> String {
+    std::fs::canonicalize(home.project())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs `doctor` and returns its report.
+fn doctor_report(home: &Home) -> String {
+    String::from_utf8(home.run(&["doctor"]).stdout).unwrap()
+}
+
+fn report_line(report: &str, needle: &str) -> String {
+    report
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{report}"))
+        .to_owned()
+}
+
+/// Issue 16, item 3: Claude Code's default (local) scope is `projects[<dir>].mcpServers` in
+/// `~/.claude.json`. With only such an entry, doctor used to say there was none.
+#[test]
+fn doctor_finds_an_entry_in_claude_codes_local_scope() {
+    let home = Home::new("doctor-local");
+    let path = home.write(
+        ".claude.json",
+        r#"{"numStartups": 7, "projects": {"/elsewhere": {"allowedTools": []}}}"#,
+    );
+    let out = home.ok(&[
+        "install",
+        "--client",
+        "claude-code",
+        "--scope",
+        "local",
+        "--relay",
+        "http://127.0.0.1:9/mcp",
+    ]);
+    assert!(out.contains("added mcp-chat"), "{out}");
+    let value = read_json(&path);
+    let key = claude_project_key(&home);
+    let entry = &value["projects"][&key]["mcpServers"]["mcp-chat"];
+    assert_eq!(entry["command"], bridge_path().as_str(), "{value}");
+    assert!(value.get("mcpServers").is_none(), "{value}");
+    assert_eq!(value["numStartups"], 7);
+    assert_eq!(value["projects"]["/elsewhere"], json!({"allowedTools": []}));
+
+    let report = doctor_report(&home);
+    let local = report_line(&report, "Claude Code (local, this folder)");
+    assert!(local.starts_with("[ok]"), "{report}");
+    assert!(local.contains("launches this bridge"), "{report}");
+    assert!(local.contains(&format!("projects[{key:?}]")), "{report}");
+    assert!(!report.contains("entries named mcp-chat"), "{report}");
+
+    // Uninstall from the local scope removes the entry and nothing else.
+    home.ok(&["uninstall", "--client", "claude-code", "--scope", "local"]);
+    let value = read_json(&path);
+    assert_eq!(value["projects"][&key]["mcpServers"], json!({}));
+    assert_eq!(value["projects"]["/elsewhere"], json!({"allowedTools": []}));
+    let report = doctor_report(&home);
+    assert!(!report.contains("(local, this folder)"), "{report}");
+}
+
+/// Issue 16, item 3: with a local and a user entry, Claude Code reports conflicting scopes and
+/// uses the local one; doctor used to say `[ok]` about the user one only.
+#[test]
+fn doctor_reports_that_the_local_entry_shadows_the_user_entry() {
+    let home = Home::new("doctor-shadow");
+    let key = claude_project_key(&home);
+    let claude = json!({
+        "mcpServers": {"mcp-chat": {"type": "stdio", "command": "/gone/mcp-chat-bridge", "args": []}},
+        "projects": {key.clone(): {"mcpServers": {"mcp-chat": {
+            "type": "stdio", "command": bridge_path(), "args": ["--relay", "http://127.0.0.1:9/mcp"]
+        }}}},
+    });
+    home.write(".claude.json", &claude.to_string());
+    let report = doctor_report(&home);
+    assert!(
+        report_line(&report, "Claude Code (local, this folder)").starts_with("[ok]"),
+        "{report}"
+    );
+    let conflict = report_line(&report, "two entries named mcp-chat");
+    assert!(conflict.starts_with("[warn]"), "{report}");
+    assert!(conflict.contains("(local, user)"), "{report}");
+    assert!(conflict.contains("the local one wins"), "{report}");
+    assert!(conflict.contains(&format!("projects[{key:?}]")), "{report}");
+    assert!(
+        report.contains("`mcp-chat-bridge uninstall --client claude-code` removes the user one"),
+        "{report}"
+    );
+
+    // A project entry too: three places, still the local one.
+    std::fs::write(
+        home.project().join(".mcp.json"),
+        r#"{"mcpServers": {"mcp-chat": {"command": "/gone/b", "args": []}}}"#,
+    )
+    .unwrap();
+    let report = doctor_report(&home);
+    let conflict = report_line(&report, "entries named mcp-chat");
+    assert!(conflict.contains("3 entries"), "{report}");
+    assert!(conflict.contains("(local, project, user)"), "{report}");
+    assert!(conflict.contains("the local one wins"), "{report}");
+}
+
+/// The same entry in two places of one client: said, not warned about. In VS Code, whose
+/// user and workspace servers both start, it is a warning.
+#[test]
+fn doctor_tells_equal_and_doubled_entries_apart() {
+    let home = Home::new("doctor-equal");
+    home.ok(&[
+        "install",
+        "--client",
+        "cursor",
+        "--relay",
+        "http://127.0.0.1:9/mcp",
+    ]);
+    home.ok(&[
+        "install",
+        "--client",
+        "cursor",
+        "--scope",
+        "project",
+        "--relay",
+        "http://127.0.0.1:9/mcp",
+    ]);
+    let report = doctor_report(&home);
+    let overlap = report_line(&report, "two entries named mcp-chat (project, user)");
+    assert!(overlap.starts_with("[--]"), "{report}");
+    assert!(overlap.contains("the project one wins"), "{report}");
+    assert!(overlap.contains("others launch the same"), "{report}");
+
+    home.ok(&["install", "--client", "vscode"]);
+    home.ok(&["install", "--client", "vscode", "--scope", "project"]);
+    let report = doctor_report(&home);
+    let doubled = report
+        .lines()
+        .find(|l| l.contains("VS Code") && l.contains("entries named mcp-chat"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(doubled.starts_with("[warn]"), "{report}");
+    assert!(doubled.contains("appears twice"), "{report}");
+}
