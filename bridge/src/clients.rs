@@ -29,10 +29,19 @@ pub enum Client {
     Zed,
     /// LM Studio (`~/.lmstudio/mcp.json`).
     Lmstudio,
+    /// Gemini CLI (`~/.gemini/settings.json`; project scope: `.gemini/settings.json`).
+    Gemini,
+    /// Codex CLI (`~/.codex/config.toml` or `$CODEX_HOME/config.toml`, table `mcp_servers`;
+    /// project scope: `.codex/config.toml`).
+    Codex,
+    /// Goose (`~/.config/goose/config.yaml`, key `extensions`).
+    Goose,
+    /// opencode (`~/.config/opencode/opencode.json`, key `mcp`; project scope: `opencode.json`).
+    Opencode,
 }
 
 /// Every client, in the order `doctor` reports them.
-pub const ALL_CLIENTS: [Client; 7] = [
+pub const ALL_CLIENTS: [Client; 11] = [
     Client::ClaudeDesktop,
     Client::ClaudeCode,
     Client::Cursor,
@@ -40,6 +49,10 @@ pub const ALL_CLIENTS: [Client; 7] = [
     Client::Windsurf,
     Client::Zed,
     Client::Lmstudio,
+    Client::Gemini,
+    Client::Codex,
+    Client::Goose,
+    Client::Opencode,
 ];
 
 /// Which configuration of a client: the user's own, or the project in the current directory.
@@ -107,6 +120,10 @@ pub enum Dialect {
     Json,
     /// JSON with comments (VS Code, Zed): comments and formatting are kept as they are.
     Jsonc,
+    /// TOML (Codex): comments and formatting are kept as they are.
+    Toml,
+    /// YAML (Goose): everything but the `mcp-chat` entry is kept as it is, comments included.
+    Yaml,
 }
 
 /// Where one client's configuration lives on this machine.
@@ -218,6 +235,10 @@ impl Client {
             Client::Windsurf => "Windsurf",
             Client::Zed => "Zed",
             Client::Lmstudio => "LM Studio",
+            Client::Gemini => "Gemini CLI",
+            Client::Codex => "Codex",
+            Client::Goose => "Goose",
+            Client::Opencode => "opencode",
         }
     }
 
@@ -231,6 +252,10 @@ impl Client {
             Client::Windsurf => "windsurf",
             Client::Zed => "zed",
             Client::Lmstudio => "lmstudio",
+            Client::Gemini => "gemini",
+            Client::Codex => "codex",
+            Client::Goose => "goose",
+            Client::Opencode => "opencode",
         }
     }
 
@@ -248,6 +273,12 @@ impl Client {
             Client::Windsurf => "Press refresh in Windsurf's MCP panel (Cascade > MCP servers).",
             Client::Zed => "Zed reloads settings by itself; see the Agent panel's settings.",
             Client::Lmstudio => "Restart LM Studio or reload its MCP servers (Program > Install).",
+            Client::Gemini => {
+                "Start a new Gemini CLI session in a folder you trust; `/mcp` lists the server."
+            }
+            Client::Codex => "Start a new Codex session; `/mcp` lists the server.",
+            Client::Goose => "Restart Goose; mcp-chat is listed under its extensions.",
+            Client::Opencode => "Restart opencode; `opencode mcp list` shows the server.",
         }
     }
 
@@ -311,7 +342,18 @@ impl Client {
                     "context_servers",
                     Dialect::Jsonc,
                 ),
-                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio => Err(no_scope()),
+                Client::Gemini => {
+                    project(&[".gemini", "settings.json"], "mcpServers", Dialect::Jsonc)
+                }
+                // Read only in projects the user trusts (`[projects."<dir>"]` in the user's file).
+                Client::Codex => project(&[".codex", "config.toml"], "mcp_servers", Dialect::Toml),
+                Client::Opencode => {
+                    let file = opencode_file(&dirs.cwd);
+                    project(&[file], "mcp", Dialect::Jsonc)
+                }
+                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio | Client::Goose => {
+                    Err(no_scope())
+                }
             };
         }
         let home = || dirs.home(self);
@@ -386,6 +428,43 @@ impl Client {
                 "mcpServers",
                 Dialect::Json,
             ),
+            // Gemini CLI reads settings.json through strip-json-comments, so comments are
+            // fine (packages/cli/src/config/settings.ts; https://geminicli.com/docs/get-started/configuration/).
+            Client::Gemini => target(
+                home()?.join(".gemini").join("settings.json"),
+                "mcpServers",
+                Dialect::Jsonc,
+            ),
+            // https://developers.openai.com/codex/mcp/ and docs/config.md in openai/codex:
+            // `$CODEX_HOME` (default `~/.codex`), `[mcp_servers.<name>]`.
+            Client::Codex => {
+                let dir = match dirs.var("CODEX_HOME") {
+                    Some(dir) => dir,
+                    None => home()?.join(".codex"),
+                };
+                target(dir.join("config.toml"), "mcp_servers", Dialect::Toml)
+            }
+            // https://block.github.io/goose/docs/guides/config-files (documentation/docs/guides/
+            // config-files.md in aaif-goose/goose).
+            Client::Goose => {
+                let dir = match dirs.os {
+                    Os::Windows => dirs
+                        .windows_var(self, "APPDATA")?
+                        .join("Block")
+                        .join("goose")
+                        .join("config"),
+                    Os::MacOs => home()?.join(".config").join("goose"),
+                    Os::Linux => dirs.xdg_config(self)?.join("goose"),
+                };
+                target(dir.join("config.yaml"), "extensions", Dialect::Yaml)
+            }
+            // opencode finds its global config through xdg-basedir, ~/.config on every OS
+            // (https://opencode.ai/docs/config/); it reads JSONC.
+            Client::Opencode => {
+                let dir = dirs.xdg_config(self)?.join("opencode");
+                let file = opencode_file(&dir);
+                target(dir.join(file), "mcp", Dialect::Jsonc)
+            }
         })
     }
 
@@ -400,8 +479,31 @@ impl Client {
             Client::Zed => json!({
                 "source": "custom", "command": command, "args": launch.args, "env": {},
             }),
-            Client::ClaudeDesktop | Client::Cursor | Client::Windsurf | Client::Lmstudio => {
-                json!({ "command": command, "args": launch.args })
+            Client::ClaudeDesktop
+            | Client::Cursor
+            | Client::Windsurf
+            | Client::Lmstudio
+            | Client::Gemini
+            | Client::Codex => json!({ "command": command, "args": launch.args }),
+            // `ExtensionConfig::Stdio` and the `enabled` of its entry (crates/goose/src/agents/
+            // extension.rs in aaif-goose/goose): `name`, `cmd` and `args` are required.
+            Client::Goose => json!({
+                "type": "stdio",
+                "name": ENTRY_NAME,
+                "description": "Chat anonymously with strangers (mcp-chat)",
+                "cmd": command,
+                "args": launch.args,
+                "enabled": true,
+                "envs": {},
+                "env_keys": [],
+                "timeout": 300,
+            }),
+            // `{"type": "local", "command": [...], "enabled": true}`; `enabled` is required
+            // since opencode 1.15 (https://opencode.ai/docs/mcp-servers/).
+            Client::Opencode => {
+                let mut argv = vec![command.into_owned()];
+                argv.extend(launch.args.iter().cloned());
+                json!({ "type": "local", "command": argv, "enabled": true })
             }
         }
     }
@@ -428,9 +530,50 @@ pub struct Launch {
     pub args: Vec<String>,
 }
 
-/// The command an installed entry launches, read back from a client's entry.
+/// The command an installed entry launches, read back from a client's entry: `command`,
+/// Goose's `cmd`, or the first element of opencode's `command` list.
 pub fn entry_command(entry: &Value) -> Option<&Path> {
-    entry.get("command").and_then(Value::as_str).map(Path::new)
+    let command = entry.get("command").or_else(|| entry.get("cmd"))?;
+    match command {
+        Value::Array(argv) => argv.first()?.as_str(),
+        other => other.as_str(),
+    }
+    .map(Path::new)
+}
+
+/// The arguments an installed entry passes: `args`, or the rest of opencode's `command` list.
+pub fn entry_args(entry: &Value) -> Vec<&str> {
+    let args = match entry.get("command") {
+        Some(Value::Array(argv)) => argv.get(1..).unwrap_or_default(),
+        _ => entry
+            .get("args")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice),
+    };
+    args.iter().filter_map(Value::as_str).collect()
+}
+
+/// The environment an installed entry sets for the bridge (`env`; opencode's `environment`,
+/// Goose's `envs`).
+pub fn entry_env<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
+    ["env", "environment", "envs"]
+        .iter()
+        .find_map(|field| entry.get(field)?.get(key)?.as_str())
+}
+
+/// Whether the user switched the entry off (`"disabled": true`, or `enabled` false).
+pub fn entry_disabled(entry: &Value) -> bool {
+    entry.get("disabled") == Some(&Value::Bool(true))
+        || entry.get("enabled") == Some(&Value::Bool(false))
+}
+
+/// `opencode.jsonc` where the user has one (and no `opencode.json`), else `opencode.json`.
+fn opencode_file(dir: &Path) -> &'static str {
+    if !dir.join("opencode.json").exists() && dir.join("opencode.jsonc").exists() {
+        "opencode.jsonc"
+    } else {
+        "opencode.json"
+    }
 }
 
 /// The `--relay` an installed entry passes, if any.
@@ -444,9 +587,9 @@ pub fn entry_arg(entry: &Value, flag: &str) -> Option<String> {
 }
 
 fn entry_arg_str<'a>(entry: &'a Value, flag: &str) -> Option<&'a str> {
-    let args = entry.get("args")?.as_array()?;
-    let position = args.iter().position(|a| a.as_str() == Some(flag))?;
-    args.get(position + 1)?.as_str()
+    let args = entry_args(entry);
+    let position = args.iter().position(|a| *a == flag)?;
+    args.get(position + 1).copied()
 }
 
 #[cfg(test)]
@@ -503,6 +646,58 @@ mod tests {
         );
         assert_eq!(at(Client::Zed), "/Users/ann/.config/zed/settings.json");
         assert_eq!(at(Client::Lmstudio), "/Users/ann/.lmstudio/mcp.json");
+        assert_eq!(at(Client::Gemini), "/Users/ann/.gemini/settings.json");
+        assert_eq!(at(Client::Codex), "/Users/ann/.codex/config.toml");
+        assert_eq!(at(Client::Goose), "/Users/ann/.config/goose/config.yaml");
+        assert_eq!(
+            at(Client::Opencode),
+            "/Users/ann/.config/opencode/opencode.json"
+        );
+    }
+
+    #[test]
+    fn cli_hosts_honour_their_variables() {
+        let env = |k: &str| match k {
+            "CODEX_HOME" => Some("/codex".to_owned()),
+            "XDG_CONFIG_HOME" => Some("/xdg".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            located(Client::Codex, Os::Linux, &env),
+            "/codex/config.toml"
+        );
+        assert_eq!(
+            located(Client::Goose, Os::Linux, &env),
+            "/xdg/goose/config.yaml"
+        );
+        assert_eq!(
+            located(Client::Opencode, Os::Linux, &env),
+            "/xdg/opencode/opencode.json"
+        );
+        assert_eq!(
+            located(Client::Goose, Os::Windows, &windows_env),
+            "C:/Users/ann/AppData/Roaming/Block/goose/config/config.yaml"
+        );
+        let project = |c: Client| {
+            c.locate(Scope::Project, &dirs(Os::Linux, &no_env))
+                .map(|t| (t.path, t.dialect))
+        };
+        assert_eq!(
+            project(Client::Codex).unwrap(),
+            (
+                PathBuf::from("/work/proj/.codex/config.toml"),
+                Dialect::Toml
+            )
+        );
+        assert_eq!(
+            project(Client::Gemini).unwrap().0,
+            Path::new("/work/proj/.gemini/settings.json")
+        );
+        assert_eq!(
+            project(Client::Opencode).unwrap().0,
+            Path::new("/work/proj/opencode.json")
+        );
+        assert!(project(Client::Goose).is_err());
     }
 
     #[test]
@@ -682,5 +877,29 @@ mod tests {
             entry_command(&desktop),
             Some(Path::new("/opt/mcp-chat-bridge"))
         );
+        // opencode: one command list; Goose: `cmd`.
+        let opencode = Client::Opencode.entry(&launch);
+        assert_eq!(
+            opencode["command"],
+            json!([
+                "/opt/mcp-chat-bridge",
+                "--relay",
+                "https://chat.example/mcp"
+            ])
+        );
+        assert_eq!(
+            entry_command(&opencode),
+            Some(Path::new("/opt/mcp-chat-bridge"))
+        );
+        assert_eq!(entry_relay(&opencode), Some("https://chat.example/mcp"));
+        let goose = Client::Goose.entry(&launch);
+        assert_eq!(goose["type"], "stdio");
+        assert_eq!(
+            entry_command(&goose),
+            Some(Path::new("/opt/mcp-chat-bridge"))
+        );
+        assert_eq!(entry_relay(&goose), Some("https://chat.example/mcp"));
+        assert!(!entry_disabled(&goose));
+        assert!(entry_disabled(&json!({"enabled": false})));
     }
 }

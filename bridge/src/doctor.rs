@@ -113,6 +113,9 @@ pub async fn run(
             }
         }
         checks.extend(check_overlap(client, &found));
+        if client == Client::Gemini && !found.is_empty() {
+            checks.extend(check_gemini_trust(dirs));
+        }
         for (target, entry) in found {
             // Relays named in a project's files (a cloned repository's) are not contacted:
             // the user has not approved them, and the probe would carry the access token.
@@ -263,9 +266,72 @@ fn check_overlap(client: Client, found: &[(Target, Value)]) -> Option<Check> {
     Some(check)
 }
 
+/// Gemini CLI starts no MCP server in a folder it does not trust (its "safe mode"); whether it
+/// trusts the current one. Rules from https://geminicli.com/docs/cli/trusted-folders and
+/// `packages/cli/src/config/trustedFolders.ts` (google-gemini/gemini-cli): the file maps a path
+/// to `TRUST_FOLDER` (it and everything below it), `TRUST_PARENT` (its parent and everything
+/// below that) or `DO_NOT_TRUST`; the feature is off only with `security.folderTrust.enabled`
+/// false in the user's settings.
+fn check_gemini_trust(dirs: &HostDirs<'_>) -> Option<Check> {
+    let subject = "Gemini CLI";
+    let gemini_dir = dirs.home.as_ref()?.join(".gemini");
+    let read = |path: &Path| install::read_jsonc(path);
+    let settings = read(&gemini_dir.join("settings.json")).unwrap_or_default();
+    if settings["security"]["folderTrust"]["enabled"] == Value::Bool(false) {
+        return None;
+    }
+    let file = (dirs.env)("GEMINI_CLI_TRUSTED_FOLDERS_PATH")
+        .filter(|p| !p.trim().is_empty())
+        .map_or_else(|| gemini_dir.join("trustedFolders.json"), PathBuf::from);
+    let rules = read(&file).unwrap_or_default();
+    let cwd = &dirs.cwd;
+    let mut trusted = false;
+    let mut distrusted = false;
+    for (path, level) in rules.as_object().into_iter().flatten() {
+        let path = Path::new(path);
+        match level.as_str() {
+            Some("TRUST_FOLDER") => trusted |= cwd.starts_with(path),
+            Some("TRUST_PARENT") => {
+                trusted |= path.parent().is_some_and(|parent| cwd.starts_with(parent));
+            }
+            Some("DO_NOT_TRUST") => distrusted |= cwd == path,
+            _ => {}
+        }
+    }
+    let here = cwd.display();
+    Some(if trusted {
+        Check::new(
+            Status::Ok,
+            subject,
+            format!("trusts this folder ({here}), so it starts MCP servers here"),
+        )
+    } else if distrusted {
+        Check::new(
+            Status::Warn,
+            subject,
+            format!(
+                "{here} is marked untrusted in {}: Gemini CLI starts no MCP server here",
+                file.display()
+            ),
+        )
+        .fix("run `gemini` in the folder and trust it with `/permissions`, or edit that file")
+    } else {
+        Check::new(
+            Status::Info,
+            subject,
+            format!(
+                "starts MCP servers only in folders you trust; {here} is not trusted yet                  ({} has no rule for it)",
+                file.display()
+            ),
+        )
+        .fix("run `gemini` in a folder you work in and choose \"Trust folder\"")
+    })
+}
+
 /// Whether two entries start the same bridge the same way.
 fn same_launch(a: &Value, b: &Value) -> bool {
-    clients::entry_command(a) == clients::entry_command(b) && a.get("args") == b.get("args")
+    clients::entry_command(a) == clients::entry_command(b)
+        && clients::entry_args(a) == clients::entry_args(b)
 }
 
 /// The entry of one client: present, launching an existing bridge, this one. Also returns the
@@ -304,7 +370,7 @@ fn check_client(target: &Target, exe: Option<&Path>) -> (Check, Option<Value>) {
         .fix(install_cmd);
         return (check, Some(entry));
     };
-    let check = if entry.get("disabled") == Some(&Value::Bool(true)) {
+    let check = if clients::entry_disabled(&entry) {
         Check::new(
             Status::Warn,
             subject,
@@ -339,12 +405,9 @@ fn check_client(target: &Target, exe: Option<&Path>) -> (Check, Option<Value>) {
 }
 
 fn entry_env(entry: &Value, key: &str) -> Option<String> {
-    entry
-        .get("env")?
-        .get(key)?
-        .as_str()
-        .map(str::to_owned)
+    clients::entry_env(entry, key)
         .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned)
 }
 
 /// Identity files: readable by their owner only, and holding a usable token.

@@ -6,6 +6,12 @@
 //! that does not parse is never written. Before a change the old file is copied to a backup, and
 //! the new one replaces it atomically (temporary file in the same directory, then rename), so a
 //! crash or a full disk leaves either the old file or the new one, never half of each.
+//!
+//! JSON and JSON with comments are edited here; Codex's TOML in `toml_config`, Goose's YAML in
+//! `yaml_config`.
+
+mod toml_config;
+mod yaml_config;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,6 +103,14 @@ pub enum EditError {
 
 /// Reads `target`'s file and computes what `action` changes in it.
 pub fn plan(target: &Target, action: &Action) -> Result<Plan, EditError> {
+    match target.dialect {
+        Dialect::Json | Dialect::Jsonc => plan_json(target, action),
+        Dialect::Toml => toml_config::plan(target, action),
+        Dialect::Yaml => yaml_config::plan(target, action),
+    }
+}
+
+fn plan_json(target: &Target, action: &Action) -> Result<Plan, EditError> {
     let before = read_optional(&target.path)?;
     let (bom, body) = split_bom(before.as_deref().unwrap_or(""));
     // A missing or blank file is an empty configuration.
@@ -171,6 +185,11 @@ pub fn read_entry(target: &Target) -> Result<Option<Value>, EditError> {
     if body.trim().is_empty() {
         return Ok(None);
     }
+    match target.dialect {
+        Dialect::Json | Dialect::Jsonc => {}
+        Dialect::Toml => return toml_config::read_entry(target, body),
+        Dialect::Yaml => return yaml_config::read_entry(target, body),
+    }
     let root = parse(&target.path, target.dialect, body)?;
     let mut holder = root.object_value();
     for key in &target.within {
@@ -181,6 +200,14 @@ pub fn read_entry(target: &Target) -> Result<Option<Value>, EditError> {
         .and_then(|servers| servers.get(ENTRY_NAME))
         .and_then(|prop| prop.value())
         .and_then(|value| value.to_serde_value()))
+}
+
+/// The whole of a JSON-with-comments file, if it exists and parses (doctor reads clients' other
+/// settings with it).
+pub fn read_jsonc(path: &Path) -> Option<Value> {
+    let text = read_optional(path).ok()??;
+    let root = parse(path, Dialect::Jsonc, split_bom(&text).1).ok()?;
+    root.value()?.to_serde_value()
 }
 
 fn check_unique(target: &Target, object: &CstObject, key: &str) -> Result<(), EditError> {
@@ -199,8 +226,59 @@ fn check_unique(target: &Target, object: &CstObject, key: &str) -> Result<(), Ed
 }
 
 /// Keys of a remote (HTTP) server entry. An entry switched to launching the bridge loses them:
-/// left in place, a client could go on using the remote transport.
-const REMOTE_KEYS: [&str; 5] = ["url", "serverUrl", "httpUrl", "headers", "transport"];
+/// left in place, a client could go on using the remote transport. (Codex: `url` and its
+/// `bearer_token_env_var`, `http_headers`, `env_http_headers`; Goose: `uri`, `headers`,
+/// `socket`.)
+const REMOTE_KEYS: [&str; 10] = [
+    "url",
+    "serverUrl",
+    "httpUrl",
+    "headers",
+    "transport",
+    "bearer_token_env_var",
+    "http_headers",
+    "env_http_headers",
+    "uri",
+    "socket",
+];
+
+/// Keys of an existing entry that are the user's once there, even where our entry has them too:
+/// the bridge's environment (an access token), and whether and how long the client runs it.
+const USER_KEYS: [&str; 7] = [
+    "env",
+    "environment",
+    "envs",
+    "env_keys",
+    "enabled",
+    "timeout",
+    "description",
+];
+
+/// Whether an existing entry's key goes: a remote transport's, or a `type` other than stdio
+/// when our entry names none.
+fn is_remote_key(key: &str, value: Option<&Value>, ours: &serde_json::Map<String, Value>) -> bool {
+    REMOTE_KEYS.contains(&key)
+        || (key == "type" && !ours.contains_key("type") && value != Some(&Value::from("stdio")))
+}
+
+/// `existing` brought up to date with `ours` by the rules of [`install_entry`], as a value.
+fn merged_entry(existing: &Value, ours: &Value) -> Value {
+    let ours = ours.as_object().cloned().unwrap_or_default();
+    let Some(existing) = existing.as_object() else {
+        return Value::Object(ours);
+    };
+    let mut merged: serde_json::Map<String, Value> = existing
+        .iter()
+        .filter(|(k, v)| !is_remote_key(k, Some(v), &ours))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, value) in ours {
+        if !(merged.contains_key(&key) && USER_KEYS.contains(&key.as_str())) {
+            merged.insert(key, value);
+        }
+    }
+    Value::Object(merged)
+}
 
 /// Adds the entry, or brings an existing one up to date while keeping what the user added to it
 /// (an `env` with their access token, `disabled`, ...).
@@ -220,18 +298,16 @@ fn install_entry(target: &Target, root: &CstObject, entry: &Value) -> Result<Out
         let Some(name) = prop.decoded_name() else {
             continue;
         };
-        let remote_type = name == "type"
-            && !ours.contains_key("type")
-            && prop.value().and_then(|v| v.to_serde_value()) != Some(Value::from("stdio"));
-        if REMOTE_KEYS.contains(&name.as_str()) || remote_type {
+        let value = prop.value().and_then(|v| v.to_serde_value());
+        if is_remote_key(&name, value.as_ref(), &ours) {
             prop.remove();
             changed = true;
         }
     }
     for (key, value) in &ours {
         match existing.get(key) {
-            // The user's own environment for the bridge is theirs.
-            Some(_) if key == "env" => {}
+            // The user's own environment for the bridge is theirs, and so on.
+            Some(_) if USER_KEYS.contains(&key.as_str()) => {}
             Some(current)
                 if current.value().and_then(|v| v.to_serde_value()).as_ref() == Some(value) => {}
             Some(current) => {
