@@ -95,7 +95,7 @@ function Install-McpChatBridge([string]$To, [string]$Version, [string]$Client, [
     $ProgressPreference = 'SilentlyContinue'
 
     $bin = 'mcp-chat-bridge'
-    $clients = @('claude-desktop', 'claude-code', 'cursor', 'vscode', 'windsurf', 'zed', 'lmstudio')
+    $clients = @('claude-desktop', 'claude-code', 'cursor', 'vscode', 'windsurf', 'zed', 'lmstudio', 'gemini', 'codex', 'goose', 'opencode')
     $repo = $MCP_CHAT_REPO_RELEASES -replace '/releases$', ''
 
     if ($Client -and ($clients -notcontains $Client)) {
@@ -322,7 +322,8 @@ usage: install.ps1 [-To DIR] [-Version TAG] [-Client NAME] [-Relay URL] [-Yes]
                  default %LOCALAPPDATA%\Programs\mcp-chat\bin); added to the user PATH
   -Version TAG   install release TAG, e.g. v0.1.0 (env MCP_CHAT_VERSION; default latest)
   -Client NAME   then add the bridge to this client's MCP settings, one of:
-                 claude-desktop, claude-code, cursor, vscode, windsurf, zed, lmstudio
+                 claude-desktop, claude-code, cursor, vscode, windsurf, zed, lmstudio,
+                 gemini, codex, goose, opencode
   -Relay URL     relay URL for that client entry
   -Yes           do not ask anything (without -Client, just print the command to run)
 

@@ -16,7 +16,7 @@ MCP_CHAT_REPO_RELEASES="https://github.com/OWNER/mcp-chat/releases"
 set -eu
 
 BIN=mcp-chat-bridge
-CLIENTS="claude-desktop claude-code cursor vscode windsurf zed lmstudio"
+CLIENTS="claude-desktop claude-code cursor vscode windsurf zed lmstudio gemini codex goose opencode"
 
 usage() {
     cat <<EOF

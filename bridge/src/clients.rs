@@ -29,10 +29,19 @@ pub enum Client {
     Zed,
     /// LM Studio (`~/.lmstudio/mcp.json`).
     Lmstudio,
+    /// Gemini CLI (`~/.gemini/settings.json`; project scope: `.gemini/settings.json`).
+    Gemini,
+    /// Codex CLI (`~/.codex/config.toml` or `$CODEX_HOME/config.toml`, table `mcp_servers`;
+    /// project scope: `.codex/config.toml`).
+    Codex,
+    /// Goose (`~/.config/goose/config.yaml`, key `extensions`).
+    Goose,
+    /// opencode (`~/.config/opencode/opencode.json`, key `mcp`; project scope: `opencode.json`).
+    Opencode,
 }
 
 /// Every client, in the order `doctor` reports them.
-pub const ALL_CLIENTS: [Client; 7] = [
+pub const ALL_CLIENTS: [Client; 11] = [
     Client::ClaudeDesktop,
     Client::ClaudeCode,
     Client::Cursor,
@@ -40,6 +49,10 @@ pub const ALL_CLIENTS: [Client; 7] = [
     Client::Windsurf,
     Client::Zed,
     Client::Lmstudio,
+    Client::Gemini,
+    Client::Codex,
+    Client::Goose,
+    Client::Opencode,
 ];
 
 /// Which configuration of a client: the user's own, or the project in the current directory.
@@ -50,6 +63,30 @@ pub enum Scope {
     User,
     /// Only for the project in the current directory (a file meant to be committed).
     Project,
+    /// Only for this user in the current directory, kept in the user's own file (Claude Code's
+    /// default scope: `projects[<dir>].mcpServers` in `~/.claude.json`).
+    Local,
+}
+
+impl Scope {
+    /// The scope's name as the clients' documentation and `--scope` spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Project => "project",
+            Scope::Local => "local",
+        }
+    }
+}
+
+/// What a client does with entries of the same name in several of its places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The first place (in [`Client::places`] order) that has the name wins; the others are
+    /// ignored whole, not merged.
+    FirstWins,
+    /// Each place's entry is a server of its own: both start, and the tools appear twice.
+    Both,
 }
 
 /// The operating system whose layout to use.
@@ -83,6 +120,10 @@ pub enum Dialect {
     Json,
     /// JSON with comments (VS Code, Zed): comments and formatting are kept as they are.
     Jsonc,
+    /// TOML (Codex): comments and formatting are kept as they are.
+    Toml,
+    /// YAML (Goose): everything but the `mcp-chat` entry is kept as it is, comments included.
+    Yaml,
 }
 
 /// Where one client's configuration lives on this machine.
@@ -90,9 +131,14 @@ pub enum Dialect {
 pub struct Target {
     /// The client.
     pub client: Client,
+    /// Which of the client's configurations this is.
+    pub scope: Scope,
     /// The configuration file.
     pub path: PathBuf,
-    /// The top-level key holding the servers (`mcpServers`, `servers`, `context_servers`).
+    /// Keys of the objects around the servers object, outermost first; empty when the servers
+    /// are at the top level (Claude Code's local scope: `projects`, then the directory).
+    pub within: Vec<String>,
+    /// The key holding the servers (`mcpServers`, `servers`, `context_servers`).
     pub servers_key: &'static str,
     /// The file's syntax.
     pub dialect: Dialect,
@@ -101,9 +147,14 @@ pub struct Target {
 /// Why a client's configuration cannot be located.
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
-    /// The client has no project-level configuration.
-    #[error("{0} has no project scope; use --scope user")]
-    NoProjectScope(&'static str),
+    /// The client has no configuration of this scope.
+    #[error("{client} has no {scope} scope; use --scope user")]
+    NoScope {
+        /// The client.
+        client: &'static str,
+        /// The scope asked for.
+        scope: &'static str,
+    },
     /// A directory the layout depends on is unknown.
     #[error("cannot find {client}'s configuration: {missing} is not set")]
     MissingDir {
@@ -184,6 +235,10 @@ impl Client {
             Client::Windsurf => "Windsurf",
             Client::Zed => "Zed",
             Client::Lmstudio => "LM Studio",
+            Client::Gemini => "Gemini CLI",
+            Client::Codex => "Codex",
+            Client::Goose => "Goose",
+            Client::Opencode => "opencode",
         }
     }
 
@@ -197,6 +252,10 @@ impl Client {
             Client::Windsurf => "windsurf",
             Client::Zed => "zed",
             Client::Lmstudio => "lmstudio",
+            Client::Gemini => "gemini",
+            Client::Codex => "codex",
+            Client::Goose => "goose",
+            Client::Opencode => "opencode",
         }
     }
 
@@ -214,6 +273,35 @@ impl Client {
             Client::Windsurf => "Press refresh in Windsurf's MCP panel (Cascade > MCP servers).",
             Client::Zed => "Zed reloads settings by itself; see the Agent panel's settings.",
             Client::Lmstudio => "Restart LM Studio or reload its MCP servers (Program > Install).",
+            Client::Gemini => {
+                "Start a new Gemini CLI session in a folder you trust; `/mcp` lists the server."
+            }
+            Client::Codex => "Start a new Codex session; `/mcp` lists the server.",
+            Client::Goose => "Restart Goose; mcp-chat is listed under its extensions.",
+            Client::Opencode => "Restart opencode; `opencode mcp list` shows the server.",
+        }
+    }
+
+    /// Every place this client reads servers from on the host described by `dirs`, the one
+    /// that wins a name clash first (see [`Client::overlap`]).
+    pub fn places(self, dirs: &HostDirs<'_>) -> Vec<Target> {
+        // Claude Code: "local-scoped servers take precedence, followed by project-scoped
+        // servers, and finally user-scoped ones"; the whole entry of that scope is used
+        // (https://code.claude.com/docs/en/mcp, "Scope hierarchy and precedence").
+        // The editors and the CLIs with a project file let it override the user's.
+        [Scope::Local, Scope::Project, Scope::User]
+            .into_iter()
+            .filter_map(|scope| self.locate(scope, dirs).ok())
+            .collect()
+    }
+
+    /// What the client does with an entry named `mcp-chat` in more than one of its places.
+    pub fn overlap(self) -> Overlap {
+        match self {
+            // VS Code keeps each file's servers as a collection of their own and lists
+            // them side by side (https://code.visualstudio.com/docs/agents/reference/mcp-configuration).
+            Client::Vscode => Overlap::Both,
+            _ => Overlap::FirstWins,
         }
     }
 
@@ -221,10 +309,25 @@ impl Client {
     pub fn locate(self, scope: Scope, dirs: &HostDirs<'_>) -> Result<Target, LocateError> {
         let target = |path: PathBuf, servers_key, dialect| Target {
             client: self,
+            scope,
             path,
+            within: Vec::new(),
             servers_key,
             dialect,
         };
+        let no_scope = || LocateError::NoScope {
+            client: self.display_name(),
+            scope: scope.label(),
+        };
+        if scope == Scope::Local {
+            if self != Client::ClaudeCode {
+                return Err(no_scope());
+            }
+            let mut local = self.locate(Scope::User, dirs)?;
+            local.scope = Scope::Local;
+            local.within = vec!["projects".to_owned(), claude_project_key(&dirs.cwd)];
+            return Ok(local);
+        }
         if scope == Scope::Project {
             let project = |rel: &[&str], key, dialect| {
                 let path = rel.iter().fold(dirs.cwd.clone(), |p, part| p.join(part));
@@ -239,8 +342,17 @@ impl Client {
                     "context_servers",
                     Dialect::Jsonc,
                 ),
-                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio => {
-                    Err(LocateError::NoProjectScope(self.display_name()))
+                Client::Gemini => {
+                    project(&[".gemini", "settings.json"], "mcpServers", Dialect::Jsonc)
+                }
+                // Read only in projects the user trusts (`[projects."<dir>"]` in the user's file).
+                Client::Codex => project(&[".codex", "config.toml"], "mcp_servers", Dialect::Toml),
+                Client::Opencode => {
+                    let file = opencode_file(&dirs.cwd);
+                    project(&[file], "mcp", Dialect::Jsonc)
+                }
+                Client::ClaudeDesktop | Client::Windsurf | Client::Lmstudio | Client::Goose => {
+                    Err(no_scope())
                 }
             };
         }
@@ -316,6 +428,43 @@ impl Client {
                 "mcpServers",
                 Dialect::Json,
             ),
+            // Gemini CLI reads settings.json through strip-json-comments, so comments are
+            // fine (packages/cli/src/config/settings.ts; https://geminicli.com/docs/get-started/configuration/).
+            Client::Gemini => target(
+                home()?.join(".gemini").join("settings.json"),
+                "mcpServers",
+                Dialect::Jsonc,
+            ),
+            // https://developers.openai.com/codex/mcp/ and docs/config.md in openai/codex:
+            // `$CODEX_HOME` (default `~/.codex`), `[mcp_servers.<name>]`.
+            Client::Codex => {
+                let dir = match dirs.var("CODEX_HOME") {
+                    Some(dir) => dir,
+                    None => home()?.join(".codex"),
+                };
+                target(dir.join("config.toml"), "mcp_servers", Dialect::Toml)
+            }
+            // https://block.github.io/goose/docs/guides/config-files (documentation/docs/guides/
+            // config-files.md in aaif-goose/goose).
+            Client::Goose => {
+                let dir = match dirs.os {
+                    Os::Windows => dirs
+                        .windows_var(self, "APPDATA")?
+                        .join("Block")
+                        .join("goose")
+                        .join("config"),
+                    Os::MacOs => home()?.join(".config").join("goose"),
+                    Os::Linux => dirs.xdg_config(self)?.join("goose"),
+                };
+                target(dir.join("config.yaml"), "extensions", Dialect::Yaml)
+            }
+            // opencode finds its global config through xdg-basedir, ~/.config on every OS
+            // (https://opencode.ai/docs/config/); it reads JSONC.
+            Client::Opencode => {
+                let dir = dirs.xdg_config(self)?.join("opencode");
+                let file = opencode_file(&dir);
+                target(dir.join(file), "mcp", Dialect::Jsonc)
+            }
         })
     }
 
@@ -330,10 +479,44 @@ impl Client {
             Client::Zed => json!({
                 "source": "custom", "command": command, "args": launch.args, "env": {},
             }),
-            Client::ClaudeDesktop | Client::Cursor | Client::Windsurf | Client::Lmstudio => {
-                json!({ "command": command, "args": launch.args })
+            Client::ClaudeDesktop
+            | Client::Cursor
+            | Client::Windsurf
+            | Client::Lmstudio
+            | Client::Gemini
+            | Client::Codex => json!({ "command": command, "args": launch.args }),
+            // `ExtensionConfig::Stdio` and the `enabled` of its entry (crates/goose/src/agents/
+            // extension.rs in aaif-goose/goose): `name`, `cmd` and `args` are required.
+            Client::Goose => json!({
+                "type": "stdio",
+                "name": ENTRY_NAME,
+                "description": "Chat anonymously with strangers (mcp-chat)",
+                "cmd": command,
+                "args": launch.args,
+                "enabled": true,
+                "envs": {},
+                "env_keys": [],
+                "timeout": 300,
+            }),
+            // `{"type": "local", "command": [...], "enabled": true}`; `enabled` is required
+            // since opencode 1.15 (https://opencode.ai/docs/mcp-servers/).
+            Client::Opencode => {
+                let mut argv = vec![command.into_owned()];
+                argv.extend(launch.args.iter().cloned());
+                json!({ "type": "local", "command": argv, "enabled": true })
             }
         }
+    }
+}
+
+/// The key of a project in `~/.claude.json`'s `projects`: its absolute directory, with forward
+/// slashes on Windows (as Claude Code writes it).
+fn claude_project_key(dir: &Path) -> String {
+    let key = dir.to_string_lossy();
+    if cfg!(windows) {
+        key.replace('\\', "/")
+    } else {
+        key.into_owned()
     }
 }
 
@@ -347,9 +530,50 @@ pub struct Launch {
     pub args: Vec<String>,
 }
 
-/// The command an installed entry launches, read back from a client's entry.
+/// The command an installed entry launches, read back from a client's entry: `command`,
+/// Goose's `cmd`, or the first element of opencode's `command` list.
 pub fn entry_command(entry: &Value) -> Option<&Path> {
-    entry.get("command").and_then(Value::as_str).map(Path::new)
+    let command = entry.get("command").or_else(|| entry.get("cmd"))?;
+    match command {
+        Value::Array(argv) => argv.first()?.as_str(),
+        other => other.as_str(),
+    }
+    .map(Path::new)
+}
+
+/// The arguments an installed entry passes: `args`, or the rest of opencode's `command` list.
+pub fn entry_args(entry: &Value) -> Vec<&str> {
+    let args = match entry.get("command") {
+        Some(Value::Array(argv)) => argv.get(1..).unwrap_or_default(),
+        _ => entry
+            .get("args")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice),
+    };
+    args.iter().filter_map(Value::as_str).collect()
+}
+
+/// The environment an installed entry sets for the bridge (`env`; opencode's `environment`,
+/// Goose's `envs`).
+pub fn entry_env<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
+    ["env", "environment", "envs"]
+        .iter()
+        .find_map(|field| entry.get(field)?.get(key)?.as_str())
+}
+
+/// Whether the user switched the entry off (`"disabled": true`, or `enabled` false).
+pub fn entry_disabled(entry: &Value) -> bool {
+    entry.get("disabled") == Some(&Value::Bool(true))
+        || entry.get("enabled") == Some(&Value::Bool(false))
+}
+
+/// `opencode.jsonc` where the user has one (and no `opencode.json`), else `opencode.json`.
+fn opencode_file(dir: &Path) -> &'static str {
+    if !dir.join("opencode.json").exists() && dir.join("opencode.jsonc").exists() {
+        "opencode.jsonc"
+    } else {
+        "opencode.json"
+    }
 }
 
 /// The `--relay` an installed entry passes, if any.
@@ -363,9 +587,9 @@ pub fn entry_arg(entry: &Value, flag: &str) -> Option<String> {
 }
 
 fn entry_arg_str<'a>(entry: &'a Value, flag: &str) -> Option<&'a str> {
-    let args = entry.get("args")?.as_array()?;
-    let position = args.iter().position(|a| a.as_str() == Some(flag))?;
-    args.get(position + 1)?.as_str()
+    let args = entry_args(entry);
+    let position = args.iter().position(|a| *a == flag)?;
+    args.get(position + 1).copied()
 }
 
 #[cfg(test)]
@@ -422,6 +646,58 @@ mod tests {
         );
         assert_eq!(at(Client::Zed), "/Users/ann/.config/zed/settings.json");
         assert_eq!(at(Client::Lmstudio), "/Users/ann/.lmstudio/mcp.json");
+        assert_eq!(at(Client::Gemini), "/Users/ann/.gemini/settings.json");
+        assert_eq!(at(Client::Codex), "/Users/ann/.codex/config.toml");
+        assert_eq!(at(Client::Goose), "/Users/ann/.config/goose/config.yaml");
+        assert_eq!(
+            at(Client::Opencode),
+            "/Users/ann/.config/opencode/opencode.json"
+        );
+    }
+
+    #[test]
+    fn cli_hosts_honour_their_variables() {
+        let env = |k: &str| match k {
+            "CODEX_HOME" => Some("/codex".to_owned()),
+            "XDG_CONFIG_HOME" => Some("/xdg".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            located(Client::Codex, Os::Linux, &env),
+            "/codex/config.toml"
+        );
+        assert_eq!(
+            located(Client::Goose, Os::Linux, &env),
+            "/xdg/goose/config.yaml"
+        );
+        assert_eq!(
+            located(Client::Opencode, Os::Linux, &env),
+            "/xdg/opencode/opencode.json"
+        );
+        assert_eq!(
+            located(Client::Goose, Os::Windows, &windows_env),
+            "C:/Users/ann/AppData/Roaming/Block/goose/config/config.yaml"
+        );
+        let project = |c: Client| {
+            c.locate(Scope::Project, &dirs(Os::Linux, &no_env))
+                .map(|t| (t.path, t.dialect))
+        };
+        assert_eq!(
+            project(Client::Codex).unwrap(),
+            (
+                PathBuf::from("/work/proj/.codex/config.toml"),
+                Dialect::Toml
+            )
+        );
+        assert_eq!(
+            project(Client::Gemini).unwrap().0,
+            Path::new("/work/proj/.gemini/settings.json")
+        );
+        assert_eq!(
+            project(Client::Opencode).unwrap().0,
+            Path::new("/work/proj/opencode.json")
+        );
+        assert!(project(Client::Goose).is_err());
     }
 
     #[test]
@@ -553,11 +829,32 @@ mod tests {
             Path::new("/work/proj/.zed/settings.json")
         );
         for client in [Client::ClaudeDesktop, Client::Windsurf, Client::Lmstudio] {
-            assert!(matches!(
-                project(client),
-                Err(LocateError::NoProjectScope(_))
-            ));
+            assert!(matches!(project(client), Err(LocateError::NoScope { .. })));
         }
+    }
+
+    #[test]
+    fn claude_codes_local_scope_is_this_directory_in_its_state_file() {
+        let local = Client::ClaudeCode
+            .locate(Scope::Local, &dirs(Os::Linux, &no_env))
+            .unwrap();
+        assert_eq!(local.path, Path::new("/home/ann/.claude.json"));
+        assert_eq!(local.within, ["projects", "/work/proj"]);
+        assert_eq!(local.servers_key, "mcpServers");
+        let err = Client::Cursor
+            .locate(Scope::Local, &dirs(Os::Linux, &no_env))
+            .unwrap_err();
+        assert!(err.to_string().contains("no local scope"), "{err}");
+        // Precedence order: local, project, user.
+        let places = Client::ClaudeCode.places(&dirs(Os::Linux, &no_env));
+        let scopes: Vec<_> = places.iter().map(|t| t.scope).collect();
+        assert_eq!(scopes, [Scope::Local, Scope::Project, Scope::User]);
+        let scopes: Vec<_> = Client::Windsurf
+            .places(&dirs(Os::Linux, &no_env))
+            .iter()
+            .map(|t| t.scope)
+            .collect();
+        assert_eq!(scopes, [Scope::User]);
     }
 
     #[test]
@@ -580,5 +877,29 @@ mod tests {
             entry_command(&desktop),
             Some(Path::new("/opt/mcp-chat-bridge"))
         );
+        // opencode: one command list; Goose: `cmd`.
+        let opencode = Client::Opencode.entry(&launch);
+        assert_eq!(
+            opencode["command"],
+            json!([
+                "/opt/mcp-chat-bridge",
+                "--relay",
+                "https://chat.example/mcp"
+            ])
+        );
+        assert_eq!(
+            entry_command(&opencode),
+            Some(Path::new("/opt/mcp-chat-bridge"))
+        );
+        assert_eq!(entry_relay(&opencode), Some("https://chat.example/mcp"));
+        let goose = Client::Goose.entry(&launch);
+        assert_eq!(goose["type"], "stdio");
+        assert_eq!(
+            entry_command(&goose),
+            Some(Path::new("/opt/mcp-chat-bridge"))
+        );
+        assert_eq!(entry_relay(&goose), Some("https://chat.example/mcp"));
+        assert!(!entry_disabled(&goose));
+        assert!(entry_disabled(&json!({"enabled": false})));
     }
 }

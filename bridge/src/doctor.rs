@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::clients::{self, ALL_CLIENTS, HostDirs, Scope};
+use crate::clients::{self, ALL_CLIENTS, Client, HostDirs, Overlap, Scope, Target};
 use crate::identity;
 use crate::install;
 use crate::settings::{
@@ -92,19 +92,34 @@ pub async fn run(
 
     let mut user_entries = Vec::new();
     for client in ALL_CLIENTS {
-        for scope in [Scope::User, Scope::Project] {
-            let Ok(target) = client.locate(scope, dirs) else {
-                continue;
+        // Every place the client reads, the one that wins a name clash first.
+        let mut found = Vec::new();
+        for target in client.places(dirs) {
+            let reported = match target.scope {
+                Scope::User => true,
+                // A project file is only of interest where the user has one.
+                Scope::Project => target.path.exists(),
+                // The local scope lives in the user's file, whose line already says whether
+                // it parses: only an entry there is news.
+                Scope::Local => install::read_entry(&target).is_ok_and(|e| e.is_some()),
             };
-            // A project file is only of interest where the user has one.
-            if scope == Scope::Project && !target.path.exists() {
+            if !reported {
                 continue;
             }
-            let (check, entry) = check_client(&target, scope, exe);
+            let (check, entry) = check_client(&target, exe);
             checks.push(check);
+            if let Some(entry) = entry {
+                found.push((target, entry));
+            }
+        }
+        checks.extend(check_overlap(client, &found));
+        if client == Client::Gemini && !found.is_empty() {
+            checks.extend(check_gemini_trust(dirs));
+        }
+        for (target, entry) in found {
             // Relays named in a project's files (a cloned repository's) are not contacted:
             // the user has not approved them, and the probe would carry the access token.
-            if let (Scope::User, Some(entry)) = (scope, entry) {
+            if target.scope != Scope::Project {
                 user_entries.push(entry);
             }
         }
@@ -157,26 +172,174 @@ pub async fn run(
     checks
 }
 
+/// How the report names one place of a client.
+fn place_subject(target: &Target) -> String {
+    let name = target.client.display_name();
+    match target.scope {
+        Scope::User => name.to_owned(),
+        Scope::Project => format!("{name} (this project)"),
+        Scope::Local => format!("{name} (local, this folder)"),
+    }
+}
+
+/// The file of one place, and where in it when that is not the top level.
+fn place_path(target: &Target) -> String {
+    let path = target.path.display();
+    match target.within.as_slice() {
+        [] => path.to_string(),
+        [outer, inner] => format!("{path} ({outer}[{inner:?}])"),
+        keys => format!("{path} ({})", keys.join(".")),
+    }
+}
+
+/// The command that (re)installs the entry in one place.
+fn install_command(target: &Target, verb: &str) -> String {
+    let client = target.client.flag_value();
+    match target.scope {
+        Scope::User => format!("mcp-chat-bridge {verb} --client {client}"),
+        scope => format!(
+            "mcp-chat-bridge {verb} --client {client} --scope {}",
+            scope.label()
+        ),
+    }
+}
+
+/// Entries named `mcp-chat` in more than one place of a client (`found`, in the client's order
+/// of precedence): which one the client uses, and whether the others differ from it.
+fn check_overlap(client: Client, found: &[(Target, Value)]) -> Option<Check> {
+    let [(winner, used), rest @ ..] = found else {
+        return None;
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let subject = client.display_name();
+    let places: Vec<&str> = found.iter().map(|(t, _)| t.scope.label()).collect();
+    let count = match found.len() {
+        2 => "two".to_owned(),
+        n => n.to_string(),
+    };
+    let where_ = places.join(", ");
+    // Which entry to keep is the user's call; say how to remove each.
+    let removals = format!(
+        "keep one: {}",
+        found
+            .iter()
+            .map(|(t, _)| format!(
+                "`{}` removes the {} one",
+                install_command(t, "uninstall"),
+                t.scope.label()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let check = match client.overlap() {
+        Overlap::Both => Check::new(
+            Status::Warn,
+            subject,
+            format!(
+                "{count} entries named mcp-chat ({where_}): {subject} starts each of them, \
+                 so every chat tool appears twice"
+            ),
+        )
+        .fix(removals),
+        Overlap::FirstWins => {
+            let same = rest.iter().all(|(_, other)| same_launch(used, other));
+            let detail = format!(
+                "{count} entries named mcp-chat ({where_}): the {} one wins, {} uses {}{}",
+                winner.scope.label(),
+                subject,
+                place_path(winner),
+                if same {
+                    " (the others launch the same)"
+                } else {
+                    "; the others are ignored"
+                },
+            );
+            if same {
+                Check::new(Status::Info, subject, detail)
+            } else {
+                Check::new(Status::Warn, subject, detail).fix(removals)
+            }
+        }
+    };
+    Some(check)
+}
+
+/// Gemini CLI starts no MCP server in a folder it does not trust (its "safe mode"); whether it
+/// trusts the current one. Rules from https://geminicli.com/docs/cli/trusted-folders and
+/// `packages/cli/src/config/trustedFolders.ts` (google-gemini/gemini-cli): the file maps a path
+/// to `TRUST_FOLDER` (it and everything below it), `TRUST_PARENT` (its parent and everything
+/// below that) or `DO_NOT_TRUST`; the feature is off only with `security.folderTrust.enabled`
+/// false in the user's settings.
+fn check_gemini_trust(dirs: &HostDirs<'_>) -> Option<Check> {
+    let subject = "Gemini CLI";
+    let gemini_dir = dirs.home.as_ref()?.join(".gemini");
+    let read = |path: &Path| install::read_jsonc(path);
+    let settings = read(&gemini_dir.join("settings.json")).unwrap_or_default();
+    if settings["security"]["folderTrust"]["enabled"] == Value::Bool(false) {
+        return None;
+    }
+    let file = (dirs.env)("GEMINI_CLI_TRUSTED_FOLDERS_PATH")
+        .filter(|p| !p.trim().is_empty())
+        .map_or_else(|| gemini_dir.join("trustedFolders.json"), PathBuf::from);
+    let rules = read(&file).unwrap_or_default();
+    let cwd = &dirs.cwd;
+    let mut trusted = false;
+    let mut distrusted = false;
+    for (path, level) in rules.as_object().into_iter().flatten() {
+        let path = Path::new(path);
+        match level.as_str() {
+            Some("TRUST_FOLDER") => trusted |= cwd.starts_with(path),
+            Some("TRUST_PARENT") => {
+                trusted |= path.parent().is_some_and(|parent| cwd.starts_with(parent));
+            }
+            Some("DO_NOT_TRUST") => distrusted |= cwd == path,
+            _ => {}
+        }
+    }
+    let here = cwd.display();
+    Some(if trusted {
+        Check::new(
+            Status::Ok,
+            subject,
+            format!("trusts this folder ({here}), so it starts MCP servers here"),
+        )
+    } else if distrusted {
+        Check::new(
+            Status::Warn,
+            subject,
+            format!(
+                "{here} is marked untrusted in {}: Gemini CLI starts no MCP server here",
+                file.display()
+            ),
+        )
+        .fix("run `gemini` in the folder and trust it with `/permissions`, or edit that file")
+    } else {
+        Check::new(
+            Status::Info,
+            subject,
+            format!(
+                "starts MCP servers only in folders you trust; {here} is not trusted yet                  ({} has no rule for it)",
+                file.display()
+            ),
+        )
+        .fix("run `gemini` in a folder you work in and choose \"Trust folder\"")
+    })
+}
+
+/// Whether two entries start the same bridge the same way.
+fn same_launch(a: &Value, b: &Value) -> bool {
+    clients::entry_command(a) == clients::entry_command(b)
+        && clients::entry_args(a) == clients::entry_args(b)
+}
+
 /// The entry of one client: present, launching an existing bridge, this one. Also returns the
 /// entry.
-fn check_client(
-    target: &clients::Target,
-    scope: Scope,
-    exe: Option<&Path>,
-) -> (Check, Option<Value>) {
-    let client = target.client;
-    let subject = match scope {
-        Scope::User => client.display_name().to_owned(),
-        Scope::Project => format!("{} (this project)", client.display_name()),
-    };
-    let install_cmd = match scope {
-        Scope::User => format!("mcp-chat-bridge install --client {}", client.flag_value()),
-        Scope::Project => format!(
-            "mcp-chat-bridge install --client {} --scope project",
-            client.flag_value()
-        ),
-    };
-    let path = target.path.display();
+fn check_client(target: &Target, exe: Option<&Path>) -> (Check, Option<Value>) {
+    let subject = place_subject(target);
+    let install_cmd = install_command(target, "install");
+    let path = place_path(target);
     let entry = match install::read_entry(target) {
         Ok(Some(entry)) => entry,
         Ok(None) if !target.path.exists() => {
@@ -207,7 +370,7 @@ fn check_client(
         .fix(install_cmd);
         return (check, Some(entry));
     };
-    let check = if entry.get("disabled") == Some(&Value::Bool(true)) {
+    let check = if clients::entry_disabled(&entry) {
         Check::new(
             Status::Warn,
             subject,
@@ -242,12 +405,9 @@ fn check_client(
 }
 
 fn entry_env(entry: &Value, key: &str) -> Option<String> {
-    entry
-        .get("env")?
-        .get(key)?
-        .as_str()
-        .map(str::to_owned)
+    clients::entry_env(entry, key)
         .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned)
 }
 
 /// Identity files: readable by their owner only, and holding a usable token.

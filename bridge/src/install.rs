@@ -6,6 +6,12 @@
 //! that does not parse is never written. Before a change the old file is copied to a backup, and
 //! the new one replaces it atomically (temporary file in the same directory, then rename), so a
 //! crash or a full disk leaves either the old file or the new one, never half of each.
+//!
+//! JSON and JSON with comments are edited here; Codex's TOML in `toml_config`, Goose's YAML in
+//! `yaml_config`.
+
+mod toml_config;
+mod yaml_config;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,6 +103,14 @@ pub enum EditError {
 
 /// Reads `target`'s file and computes what `action` changes in it.
 pub fn plan(target: &Target, action: &Action) -> Result<Plan, EditError> {
+    match target.dialect {
+        Dialect::Json | Dialect::Jsonc => plan_json(target, action),
+        Dialect::Toml => toml_config::plan(target, action),
+        Dialect::Yaml => yaml_config::plan(target, action),
+    }
+}
+
+fn plan_json(target: &Target, action: &Action) -> Result<Plan, EditError> {
     let before = read_optional(&target.path)?;
     let (bom, body) = split_bom(before.as_deref().unwrap_or(""));
     // A missing or blank file is an empty configuration.
@@ -109,14 +123,39 @@ pub fn plan(target: &Target, action: &Action) -> Result<Plan, EditError> {
         })?,
         None => root.object_value_or_set(),
     };
-    // JSON.parse keeps the last of duplicate keys, the syntax tree edits the first: refuse.
-    check_unique(target, &root_object, target.servers_key)?;
-    if let Some(servers) = root_object.object_value(target.servers_key) {
-        check_unique(target, &servers, ENTRY_NAME)?;
+    // The object that holds the servers: the top level, or one inside it (Claude Code's local
+    // scope). Install creates the way there; uninstall finds nothing to do without it.
+    let mut holder = Some(root_object);
+    for key in &target.within {
+        let Some(object) = holder else { break };
+        // JSON.parse keeps the last of duplicate keys, the syntax tree edits the first: refuse.
+        check_unique(target, &object, key)?;
+        holder = match action {
+            Action::Install(_) => Some(
+                object
+                    .object_value_or_create(key)
+                    .ok_or_else(|| not_an_object(target, key))?,
+            ),
+            Action::Uninstall => match object.get(key) {
+                Some(prop) => Some(
+                    prop.value()
+                        .and_then(|v| v.as_object())
+                        .ok_or_else(|| not_an_object(target, key))?,
+                ),
+                None => None,
+            },
+        };
     }
-    let outcome = match action {
-        Action::Install(entry) => install_entry(target, &root_object, entry)?,
-        Action::Uninstall => uninstall_entry(target, &root_object)?,
+    if let Some(holder) = &holder {
+        check_unique(target, holder, target.servers_key)?;
+        if let Some(servers) = holder.object_value(target.servers_key) {
+            check_unique(target, &servers, ENTRY_NAME)?;
+        }
+    }
+    let outcome = match (action, &holder) {
+        (Action::Install(entry), Some(holder)) => install_entry(target, holder, entry)?,
+        (Action::Uninstall, Some(holder)) => uninstall_entry(target, holder)?,
+        (_, None) => Outcome::Absent,
     };
     let after = if matches!(outcome, Outcome::Unchanged | Outcome::Absent) {
         before.clone().unwrap_or_default()
@@ -146,13 +185,29 @@ pub fn read_entry(target: &Target) -> Result<Option<Value>, EditError> {
     if body.trim().is_empty() {
         return Ok(None);
     }
+    match target.dialect {
+        Dialect::Json | Dialect::Jsonc => {}
+        Dialect::Toml => return toml_config::read_entry(target, body),
+        Dialect::Yaml => return yaml_config::read_entry(target, body),
+    }
     let root = parse(&target.path, target.dialect, body)?;
-    Ok(root
-        .object_value()
+    let mut holder = root.object_value();
+    for key in &target.within {
+        holder = holder.and_then(|o| o.object_value(key));
+    }
+    Ok(holder
         .and_then(|o| o.object_value(target.servers_key))
         .and_then(|servers| servers.get(ENTRY_NAME))
         .and_then(|prop| prop.value())
         .and_then(|value| value.to_serde_value()))
+}
+
+/// The whole of a JSON-with-comments file, if it exists and parses (doctor reads clients' other
+/// settings with it).
+pub fn read_jsonc(path: &Path) -> Option<Value> {
+    let text = read_optional(path).ok()??;
+    let root = parse(path, Dialect::Jsonc, split_bom(&text).1).ok()?;
+    root.value()?.to_serde_value()
 }
 
 fn check_unique(target: &Target, object: &CstObject, key: &str) -> Result<(), EditError> {
@@ -171,8 +226,59 @@ fn check_unique(target: &Target, object: &CstObject, key: &str) -> Result<(), Ed
 }
 
 /// Keys of a remote (HTTP) server entry. An entry switched to launching the bridge loses them:
-/// left in place, a client could go on using the remote transport.
-const REMOTE_KEYS: [&str; 5] = ["url", "serverUrl", "httpUrl", "headers", "transport"];
+/// left in place, a client could go on using the remote transport. (Codex: `url` and its
+/// `bearer_token_env_var`, `http_headers`, `env_http_headers`; Goose: `uri`, `headers`,
+/// `socket`.)
+const REMOTE_KEYS: [&str; 10] = [
+    "url",
+    "serverUrl",
+    "httpUrl",
+    "headers",
+    "transport",
+    "bearer_token_env_var",
+    "http_headers",
+    "env_http_headers",
+    "uri",
+    "socket",
+];
+
+/// Keys of an existing entry that are the user's once there, even where our entry has them too:
+/// the bridge's environment (an access token), and whether and how long the client runs it.
+const USER_KEYS: [&str; 7] = [
+    "env",
+    "environment",
+    "envs",
+    "env_keys",
+    "enabled",
+    "timeout",
+    "description",
+];
+
+/// Whether an existing entry's key goes: a remote transport's, or a `type` other than stdio
+/// when our entry names none.
+fn is_remote_key(key: &str, value: Option<&Value>, ours: &serde_json::Map<String, Value>) -> bool {
+    REMOTE_KEYS.contains(&key)
+        || (key == "type" && !ours.contains_key("type") && value != Some(&Value::from("stdio")))
+}
+
+/// `existing` brought up to date with `ours` by the rules of [`install_entry`], as a value.
+fn merged_entry(existing: &Value, ours: &Value) -> Value {
+    let ours = ours.as_object().cloned().unwrap_or_default();
+    let Some(existing) = existing.as_object() else {
+        return Value::Object(ours);
+    };
+    let mut merged: serde_json::Map<String, Value> = existing
+        .iter()
+        .filter(|(k, v)| !is_remote_key(k, Some(v), &ours))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, value) in ours {
+        if !(merged.contains_key(&key) && USER_KEYS.contains(&key.as_str())) {
+            merged.insert(key, value);
+        }
+    }
+    Value::Object(merged)
+}
 
 /// Adds the entry, or brings an existing one up to date while keeping what the user added to it
 /// (an `env` with their access token, `disabled`, ...).
@@ -192,18 +298,16 @@ fn install_entry(target: &Target, root: &CstObject, entry: &Value) -> Result<Out
         let Some(name) = prop.decoded_name() else {
             continue;
         };
-        let remote_type = name == "type"
-            && !ours.contains_key("type")
-            && prop.value().and_then(|v| v.to_serde_value()) != Some(Value::from("stdio"));
-        if REMOTE_KEYS.contains(&name.as_str()) || remote_type {
+        let value = prop.value().and_then(|v| v.to_serde_value());
+        if is_remote_key(&name, value.as_ref(), &ours) {
             prop.remove();
             changed = true;
         }
     }
     for (key, value) in &ours {
         match existing.get(key) {
-            // The user's own environment for the bridge is theirs.
-            Some(_) if key == "env" => {}
+            // The user's own environment for the bridge is theirs, and so on.
+            Some(_) if USER_KEYS.contains(&key.as_str()) => {}
             Some(current)
                 if current.value().and_then(|v| v.to_serde_value()).as_ref() == Some(value) => {}
             Some(current) => {
@@ -230,7 +334,7 @@ fn uninstall_entry(target: &Target, root: &CstObject) -> Result<Outcome, EditErr
     let servers = servers
         .value()
         .and_then(|v| v.as_object())
-        .ok_or_else(|| not_an_object(target))?;
+        .ok_or_else(|| not_an_object(target, target.servers_key))?;
     match servers.get(ENTRY_NAME) {
         Some(prop) => {
             prop.remove();
@@ -242,13 +346,13 @@ fn uninstall_entry(target: &Target, root: &CstObject) -> Result<Outcome, EditErr
 
 fn servers_object(target: &Target, root: &CstObject) -> Result<CstObject, EditError> {
     root.object_value_or_create(target.servers_key)
-        .ok_or_else(|| not_an_object(target))
+        .ok_or_else(|| not_an_object(target, target.servers_key))
 }
 
-fn not_an_object(target: &Target) -> EditError {
+fn not_an_object(target: &Target, key: &str) -> EditError {
     EditError::Shape {
         path: target.path.clone(),
-        what: format!("\"{}\" is not an object", target.servers_key),
+        what: format!("\"{key}\" is not an object"),
     }
 }
 
@@ -301,11 +405,14 @@ pub fn apply(plan: &Plan) -> Result<Option<PathBuf>, EditError> {
 }
 
 /// Creates `temp` with `bytes`, flushed to disk, with the permissions of `original` if it exists.
+/// A new file is private (0600 on Unix): client configs hold account data and tokens, and the
+/// rename carries the temporary file's mode over to the real one.
 fn write_new(temp: &Path, original: &Path, bytes: &[u8], keep_mode: bool) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(temp)?;
     if keep_mode {
         file.set_permissions(std::fs::metadata(original)?.permissions())?;
     }

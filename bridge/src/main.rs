@@ -50,7 +50,8 @@ enum Command {
         /// The client to configure.
         #[arg(long, value_enum)]
         client: Client,
-        /// The user's configuration, or the project's in the current directory.
+        /// The user's configuration, the project's in the current directory, or (Claude Code)
+        /// the user's own for the current directory.
         #[arg(long, value_enum, default_value_t)]
         scope: Scope,
         /// Name strangers see, passed to the bridge as --display-name.
@@ -68,7 +69,8 @@ enum Command {
         /// The client to configure.
         #[arg(long, value_enum)]
         client: Client,
-        /// The user's configuration, or the project's in the current directory.
+        /// The user's configuration, the project's in the current directory, or (Claude Code)
+        /// the user's own for the current directory.
         #[arg(long, value_enum, default_value_t)]
         scope: Scope,
         /// Edit this file instead of the client's usual one.
