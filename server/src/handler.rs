@@ -544,7 +544,12 @@ impl ServerHandler for ChatHandler {
             );
             return Ok(error_result(&e).into());
         }
-        if let Err(wait) = self.node.limiter.check(&who) {
+        // The pane's long poll is not a chat action: it answers once per event at most (or
+        // after its hold), and the session's request budget in the HTTP guard still bounds a
+        // client that calls it in a loop. Charging it to the chat rate would make a lively
+        // pane wait for its own reads.
+        let charged = request.name != pane::PANE_SYNC;
+        if charged && let Err(wait) = self.node.limiter.check(&who) {
             self.node.metrics.reject(Rejection::RateLimited);
             let ms = wait.as_millis().max(1) as u64;
             let e = ToolError::new(

@@ -12,6 +12,7 @@ mod install;
 #[cfg(unix)]
 mod installer;
 mod lifecycle;
+mod pane;
 mod reconnect;
 mod resume;
 mod transparent;
