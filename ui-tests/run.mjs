@@ -376,6 +376,16 @@ test(1, "two panes chat both ways over HTTP to one relay", async () => {
 
   assertInOrder(await A.logText(), lines, A.label);
   assertInOrder(await B.logText(), lines, B.label);
+
+  // Report: A picks a reason and reports; A leaves, B sees an ordinary leave.
+  await A.click(/^report$/i);
+  await A.click(/report and leave/i);
+  await A.waitLog("You reported");
+  await B.waitStatus(/left/i);
+  const reports = (await a.record()).viewToolCalls.filter((c) => c.name === "report");
+  assert(reports.length === 1 && reports[0].args?.reason === "spam", `${A.label}: report calls ${JSON.stringify(reports)}`);
+  assert(!(await B.logText()).includes("report"), `${B.label}: the reported side can tell it was reported`);
+
   const callsA = await checkHostRecord(a);
   const callsB = await checkHostRecord(b);
   notes.push(`view tool calls over HTTP: A ${JSON.stringify(callsA)}, B ${JSON.stringify(callsB)}`);
