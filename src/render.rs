@@ -240,6 +240,20 @@ pub fn time_of_day(timestamp_ms: u64) -> String {
     )
 }
 
+/// The civil (proleptic Gregorian, UTC) date `(year, month, day)` of a day counted from
+/// 1970-01-01, for the dates the relay and the bridge print (Howard Hinnant's algorithm).
+pub fn civil_date(days_since_epoch: i64) -> (i64, i64, i64) {
+    let z = days_since_epoch + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// `text` as one JSON string, the way every rendering shows a stranger's words: besides what
 /// JSON escapes anyway (quotes, backslashes, U+0000 to U+001F), DEL, the C1 controls, the
 /// Unicode line and paragraph separators and the formatting characters that reorder or hide

@@ -481,18 +481,22 @@ impl RawClient {
         self.post_raw(message.to_string()).await
     }
 
+    /// POSTs an `initialize` request and returns the response as it is.
+    pub async fn post_initialize(&self) -> RawResponse {
+        self.post(json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": { "name": "raw-test", "version": "0" }
+            }
+        }))
+        .await
+    }
+
     /// `initialize` + `notifications/initialized`; remembers the session id.
     pub async fn initialize(&mut self) -> RawResponse {
-        let response = self
-            .post(json!({
-                "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": { "name": "raw-test", "version": "0" }
-                }
-            }))
-            .await;
+        let response = self.post_initialize().await;
         assert_eq!(response.status, 200, "initialize: {response:?}");
         self.session = response
             .headers

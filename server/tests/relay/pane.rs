@@ -252,16 +252,7 @@ async fn a_same_origin_page_passes_and_other_origins_do_not() {
         "null".to_owned(),
     ] {
         let other = RawClient::new(&relay.url).header("origin", &origin);
-        let refused = other
-            .post(json!({
-                "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": { "name": "raw-test", "version": "0" }
-                }
-            }))
-            .await;
+        let refused = other.post_initialize().await;
         assert_eq!(refused.status, 403, "{origin}: {refused:?}");
     }
 }
