@@ -44,12 +44,6 @@ impl StoreSettings {
     }
 }
 
-/// Default [`RelayConfig::replay_events`]: 16 chat events (each is pushed twice, as its
-/// notification and its logging mirror), more than a partner's default burst of 10 messages.
-/// Each cached event costs about 2 KiB per session (BENCHMARKS.md), so 64 cost an active
-/// participant about 130 KiB.
-pub const DEFAULT_REPLAY_EVENTS: usize = 32;
-
 /// Default [`RelayConfig::address_max_connections`]: a bridge holds two or three connections,
 /// so this is a large office behind one NAT.
 pub const DEFAULT_ADDRESS_MAX_CONNECTIONS: usize = 512;
@@ -100,12 +94,9 @@ pub struct RelayConfig {
     pub rate_burst: u32,
     /// How often liveness is checked.
     pub sweep_interval: Duration,
-    /// SSE events rmcp keeps per stream for a client that re-attaches with `Last-Event-ID`
-    /// (also how many may queue ahead of a slow stream). rmcp preallocates this many slots for
-    /// the session's GET stream and for every POST's response stream, and keeps the last this
-    /// many notifications of each session. Events older than that stay readable through
-    /// `wait_for_message` (the inbox).
-    pub replay_events: usize,
+    /// Serve the conformance suite's `test_reconnection` tool (unlisted; for running the
+    /// official MCP conformance suite against this relay).
+    pub conformance_tools: bool,
     /// How long a client may take to send a request head, and a kept-alive connection may sit
     /// idle between requests, before the connection is closed.
     pub header_read_timeout: Duration,
@@ -153,7 +144,7 @@ impl Default for RelayConfig {
             rate_per_sec: limits::DEFAULT_RATE_PER_SEC,
             rate_burst: limits::DEFAULT_RATE_BURST,
             sweep_interval: Duration::from_millis(500),
-            replay_events: DEFAULT_REPLAY_EVENTS,
+            conformance_tools: false,
             header_read_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
             address_max_connections: DEFAULT_ADDRESS_MAX_CONNECTIONS,
@@ -218,8 +209,6 @@ impl RelayConfig {
             ("max body bytes", self.max_body_bytes),
             ("max sessions", self.max_sessions),
             ("inbox capacity", self.inbox_capacity),
-            // tokio's bounded channels (rmcp's streams) cannot have zero capacity.
-            ("replay events", self.replay_events),
             ("rate burst", self.rate_burst as usize),
         ] {
             if value == 0 {
@@ -283,15 +272,5 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(RelayConfig::default().validate(), Ok(()));
-    }
-
-    #[test]
-    fn zero_replay_events_is_refused() {
-        // rmcp would panic creating a zero-capacity channel for the first session.
-        let config = RelayConfig {
-            replay_events: 0,
-            ..RelayConfig::default()
-        };
-        assert_eq!(config.validate(), Err(ConfigError::Zero("replay events")));
     }
 }

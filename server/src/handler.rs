@@ -1,44 +1,56 @@
-//! The MCP server one session talks to: tool calls, logging level, session start.
+//! What the relay answers: session start, tool calls, lists, the chat view, logging level.
 //!
-//! rmcp creates one [`ChatHandler`] per session (the factory runs at `initialize`). Every call
-//! resolves its participant through the session registry, so the caller never passes an id: the
-//! session is who you are.
+//! `mcp` routes each JSON-RPC message here. Every call resolves its participant through the
+//! session registry, so the caller never passes an id: the session is who you are.
 
 #![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but is what Claude Desktop shows.
 
-use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderMap;
 use mcp_chat::errors::ERROR_META_KEY;
 use mcp_chat::limits::{self, MAX_EVENTS_PER_WAIT};
 use mcp_chat::pane::{self, PaneSync, PaneSyncParams};
-use mcp_chat::protocol::{
-    EVENTS_CAPABILITY, IDENTITY_HEADER, LAST_SEQ_HEADER, supported_protocol_versions,
-};
+use mcp_chat::protocol::{EVENTS_CAPABILITY, IDENTITY_HEADER, supported_protocol_versions};
 use mcp_chat::tools::{self, ChatStatus, LabelUntrusted, WaitForMessageOutput};
 use mcp_chat::{ErrorCode, ToolError, render};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeRequestParams, InitializeResult, ListResourcesResult, ListToolsResult, LoggingLevel,
-    MetaObject, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+    CallToolRequestParams, CallToolResult, ContentBlock, ErrorData as McpError, Implementation,
+    InitializeRequestParams, InitializeResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, LoggingLevel, MetaObject, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResult, ServerCapabilities, SetLevelRequestParams,
 };
-use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::transport::streamable_http_server::session::SessionId;
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Node;
-use crate::address::{ClientAddress, address_key};
+use crate::address::address_key;
 use crate::metrics::Rejection;
 use crate::moderation::{self, Access, ReportFiling};
-use crate::push;
-use crate::sessions::LogRank;
+use crate::sessions::{LogRank, SessionId};
 use crate::store::ParticipantKey;
 
-/// The per-session MCP server of the relay.
+/// The conformance suite's tool that checks SEP-1699 resumption (served with
+/// `RelayConfig::conformance_tools` only): its stream closes after the priming event and the
+/// answer comes on the client's GET with `Last-Event-ID`.
+pub const TEST_RECONNECTION: &str = "test_reconnection";
+
+/// Where a tool call comes from.
+pub struct CallContext {
+    /// The caller's session.
+    pub session: SessionId,
+    /// The request's headers (identity token).
+    pub headers: HeaderMap,
+    /// The client's address (bans by address).
+    pub address: Option<IpAddr>,
+    /// Cancelled when the host cancels the call or the session ends.
+    pub cancel: CancellationToken,
+}
+
+/// The relay's MCP server.
 #[derive(Clone)]
 pub struct ChatHandler {
     node: Arc<Node>,
@@ -51,44 +63,15 @@ impl ChatHandler {
 
     /// The session's participant: the one bound at `notifications/initialized`, or (for a
     /// client that skipped that notification) the one its headers name. Makes the session the
-    /// participant's current one, starting a pusher for it if it was not.
-    fn participant(
-        &self,
-        session: &SessionId,
-        parts: Option<&http::request::Parts>,
-        peer: Option<rmcp::Peer<RoleServer>>,
-    ) -> ParticipantKey {
+    /// participant's current one (the one its events are pushed to).
+    fn participant(&self, session: &SessionId, headers: &HeaderMap) -> ParticipantKey {
         let who = self
             .node
             .sessions
             .participant_of(session)
-            .unwrap_or_else(|| participant_key(session, parts));
-        self.attach(session, &who, peer, parts);
+            .unwrap_or_else(|| participant_key(session, headers));
+        self.node.sessions.attach(session, &who);
         who
-    }
-
-    /// Binds the session to `who` and starts pushing `who`'s events to it, unless it already is
-    /// `who`'s current session.
-    fn attach(
-        &self,
-        session: &SessionId,
-        who: &ParticipantKey,
-        peer: Option<rmcp::Peer<RoleServer>>,
-        parts: Option<&http::request::Parts>,
-    ) {
-        let Some(stop) = self.node.sessions.attach(session, who) else {
-            return;
-        };
-        if let Some(peer) = peer {
-            tokio::spawn(push::run_pusher(
-                self.node.clone(),
-                session.clone(),
-                who.clone(),
-                peer,
-                parts.and_then(last_seq_claim),
-                stop,
-            ));
-        }
     }
 
     /// Runs a chat tool. `name` is one of [`tools::TOOL_NAMES`].
@@ -97,8 +80,7 @@ impl ChatHandler {
         name: &str,
         args: serde_json::Value,
         who: &ParticipantKey,
-        session: &SessionId,
-        ctx: &RequestContext<RoleServer>,
+        ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let store = &self.node.store;
         match name {
@@ -126,7 +108,7 @@ impl ChatHandler {
                 if let Some(seq) = p.after_seq {
                     store.set_read_cursor(who, seq).await?;
                 }
-                self.wait_for_message(who, tools::wait_duration(p.timeout_secs), session, ctx)
+                self.wait_for_message(who, tools::wait_duration(p.timeout_secs), ctx)
                     .await
             }
             tools::GET_MESSAGES => {
@@ -237,8 +219,7 @@ impl ChatHandler {
         &self,
         who: &ParticipantKey,
         timeout: std::time::Duration,
-        session: &SessionId,
-        ctx: &RequestContext<RoleServer>,
+        ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let store = &self.node.store;
         // Subscribe before reading, so an event landing between the read and the wait still
@@ -248,7 +229,7 @@ impl ChatHandler {
         let deadline = Instant::now() + timeout;
         let mut timed_out = false;
         loop {
-            if !self.node.sessions.is_current(session, who) {
+            if !self.node.sessions.is_current(&ctx.session, who) {
                 // Another session of this participant took over (a reconnect): this call's
                 // answer would likely go nowhere, so it must not consume events.
                 let status = store.status(who).await?;
@@ -263,7 +244,7 @@ impl ChatHandler {
             }
             let batch = store.read_unread(who, MAX_EVENTS_PER_WAIT).await?;
             if !batch.events.is_empty() || batch.missed > 0 || timed_out {
-                if ctx.ct.is_cancelled()
+                if ctx.cancel.is_cancelled()
                     && let Some(first) = batch.events.first()
                 {
                     // The host gave up on this call: its answer would be lost, so the events go
@@ -281,7 +262,7 @@ impl ChatHandler {
                 return Ok(structured(&output, render::wait_text(&output)));
             }
             tokio::select! {
-                _ = ctx.ct.cancelled() => timed_out = true,
+                _ = ctx.cancel.cancelled() => timed_out = true,
                 _ = self.node.shutdown.cancelled() => timed_out = true,
                 changed = tokio::time::timeout_at(deadline, changes.changed()) => match changed {
                     Ok(Ok(())) => {}
@@ -302,7 +283,7 @@ impl ChatHandler {
         &self,
         who: &ParticipantKey,
         params: PaneSyncParams,
-        ctx: &RequestContext<RoleServer>,
+        ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let store = &self.node.store;
         // Subscribe before reading, so an event landing between the read and the wait still
@@ -313,7 +294,7 @@ impl ChatHandler {
         loop {
             let sync = self.pane_snapshot(who, &params).await?;
             let held_long_enough = Instant::now() >= deadline
-                || ctx.ct.is_cancelled()
+                || ctx.cancel.is_cancelled()
                 || self.node.shutdown.is_cancelled();
             if !sync.is_empty() || held_long_enough {
                 if let Some(last) = sync.events.last() {
@@ -327,7 +308,7 @@ impl ChatHandler {
                 return Ok(structured(&sync, text));
             }
             tokio::select! {
-                _ = ctx.ct.cancelled() => {}
+                _ = ctx.cancel.cancelled() => {}
                 _ = self.node.shutdown.cancelled() => {}
                 changed = tokio::time::timeout_at(deadline, changes.changed()) => {
                     if let Ok(Err(_)) = changed {
@@ -393,9 +374,25 @@ impl ChatHandler {
     }
 }
 
-impl ServerHandler for ChatHandler {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
+impl ChatHandler {
+    /// Opens a session for `request` and answers it: the newest protocol version both speak,
+    /// our capabilities, and instructions (hosts that render the chat pane are told to offer it).
+    pub fn initialize(&self, request: &InitializeRequestParams) -> (SessionId, InitializeResult) {
+        let renders_ui = pane::client_renders_ui(&request.capabilities);
+        // A client that renders the custom notifications itself needs no logging mirror.
+        let renders_events = request
+            .capabilities
+            .experimental
+            .as_ref()
+            .is_some_and(|experimental| experimental.contains_key(EVENTS_CAPABILITY));
+        let session = self.node.sessions.create(renders_ui, !renders_events);
+        let supported = supported_protocol_versions();
+        let version = if supported.contains(&request.protocol_version) {
+            request.protocol_version.clone()
+        } else {
+            supported.last().cloned().unwrap_or(ProtocolVersion::V_2025_11_25)
+        };
+        let mut result = InitializeResult::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_logging()
@@ -406,97 +403,58 @@ impl ServerHandler for ChatHandler {
             Implementation::new("mcp-chat-relay", env!("CARGO_PKG_VERSION"))
                 .with_title("mcp-chat relay"),
         )
-        .with_instructions(tools::INSTRUCTIONS)
+        .with_instructions(pane::instructions_for(renders_ui));
+        result.protocol_version = version;
+        (session, result)
     }
 
-    async fn initialize(
+    /// `notifications/initialized`: binds the session to the participant its headers name.
+    pub fn on_initialized(&self, session: &SessionId, headers: &HeaderMap) {
+        let who = participant_key(session, headers);
+        self.node.sessions.attach(session, &who);
+    }
+
+    /// `logging/setLevel`.
+    pub fn set_level(
         &self,
-        request: InitializeRequestParams,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<InitializeResult, McpError> {
-        ctx.peer.set_peer_info(request.clone());
-        let mut result = self.negotiate_initialize(&request)?;
-        // Hosts that render the chat pane are told to offer it.
-        result.instructions = Some(pane::instructions_for(pane::client_renders_ui(
-            &request.capabilities,
-        )));
-        Ok(result)
-    }
-
-    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(supported_protocol_versions())
-    }
-
-    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        let parts = ctx.extensions.get::<http::request::Parts>();
-        let Some(session) = parts.and_then(session_id_of) else {
-            return;
-        };
-        let renders_events = ctx.peer.peer_info().is_some_and(|info| {
-            info.capabilities
-                .experimental
-                .as_ref()
-                .is_some_and(|experimental| experimental.contains_key(EVENTS_CAPABILITY))
-        });
-        if renders_events {
-            self.node.sessions.stop_event_mirror(&session);
-        }
-        let who = participant_key(&session, parts);
-        self.attach(&session, &who, Some(ctx.peer.clone()), parts);
-    }
-
-    async fn set_level(
-        &self,
-        request: SetLevelRequestParams,
-        ctx: RequestContext<RoleServer>,
+        session: &SessionId,
+        request: &SetLevelRequestParams,
     ) -> Result<(), McpError> {
-        let session = ctx
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(session_id_of)
-            .ok_or_else(no_session)?;
         if !self
             .node
             .sessions
-            .set_log_rank(&session, log_rank(request.level))
+            .set_log_rank(session, log_rank(request.level))
         {
             return Err(no_session());
         }
         Ok(())
     }
 
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(pane::tools_for(
-            renders_ui(&ctx.peer),
-        )))
+    /// `tools/list`: the chat tools, and the pane's for hosts that render it.
+    pub fn list_tools(&self, renders_ui: bool) -> ListToolsResult {
+        ListToolsResult::with_all_items(pane::tools_for(renders_ui))
     }
 
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        pane::tool_for(name, true)
-    }
-
-    async fn list_resources(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, McpError> {
-        let resources = if renders_ui(&ctx.peer) {
+    /// `resources/list`: the chat view, for hosts that render it.
+    pub fn list_resources(&self, renders_ui: bool) -> ListResourcesResult {
+        let resources = if renders_ui {
             vec![pane::chat_view_resource()]
         } else {
             Vec::new()
         };
-        Ok(ListResourcesResult::with_all_items(resources))
+        ListResourcesResult::with_all_items(resources)
     }
 
-    async fn read_resource(
+    /// `resources/templates/list`: none.
+    pub fn list_resource_templates(&self) -> ListResourceTemplatesResult {
+        ListResourceTemplatesResult::with_all_items(Vec::new())
+    }
+
+    /// `resources/read`: the chat view.
+    pub fn read_resource(
         &self,
-        request: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, McpError> {
+        request: &ReadResourceRequestParams,
+    ) -> Result<ReadResourceResult, McpError> {
         if request.uri != pane::CHAT_VIEW_URI {
             return Err(McpError::resource_not_found(
                 format!(
@@ -510,14 +468,29 @@ impl ServerHandler for ChatHandler {
         Ok(pane::chat_view_contents().into())
     }
 
-    async fn call_tool(
+    /// Whether the tool's SSE stream closes before its answer (see [`TEST_RECONNECTION`]).
+    pub fn closes_stream_early(&self, name: &str) -> bool {
+        name == TEST_RECONNECTION && self.node.config.conformance_tools
+    }
+
+    /// `tools/call`. Unknown tools are -32602; everything a model can act on (refusals, rate
+    /// limits, bad arguments) is a tool result with `isError`.
+    pub async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
+        ctx: &CallContext,
+    ) -> Result<CallToolResult, McpError> {
         let name = request.name.as_ref();
+        if self.closes_stream_early(name) {
+            // Long enough for the client to see its stream close first.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            return Ok(CallToolResult::success(vec![ContentBlock::text(
+                "Answered after the stream closed.",
+            )]));
+        }
         let known = tools::TOOL_NAMES.contains(&name)
-            || (pane::PANE_TOOL_NAMES.contains(&name) && renders_ui(&ctx.peer));
+            || (pane::PANE_TOOL_NAMES.contains(&name)
+                && self.node.sessions.renders_ui(&ctx.session));
         if !known {
             return Err(McpError::invalid_params(
                 format!(
@@ -527,14 +500,9 @@ impl ServerHandler for ChatHandler {
                 None,
             ));
         }
-        let parts = ctx.extensions.get::<http::request::Parts>();
-        let session = parts.and_then(session_id_of).ok_or_else(no_session)?;
-        let Some(_busy) = self.node.sessions.begin_call(&session) else {
-            return Err(no_session());
-        };
-        let who = self.participant(&session, parts, Some(ctx.peer.clone()));
+        let who = self.participant(&ctx.session, &ctx.headers);
         let changes_state = matches!(
-            request.name.as_ref(),
+            name,
             tools::ENTER_QUEUE | tools::JOIN_ROOM | tools::SEND_MESSAGE | tools::NEXT_CHAT
         );
         if changes_state && self.node.shutdown.is_cancelled() {
@@ -542,13 +510,13 @@ impl ServerHandler for ChatHandler {
                 ErrorCode::ShuttingDown,
                 "The relay is shutting down. Try again in a moment.",
             );
-            return Ok(error_result(&e).into());
+            return Ok(error_result(&e));
         }
         // The pane's long poll is not a chat action: it answers once per event at most (or
         // after its hold), and the session's request budget in the HTTP guard still bounds a
         // client that calls it in a loop. Charging it to the chat rate would make a lively
         // pane wait for its own reads.
-        let charged = request.name != pane::PANE_SYNC;
+        let charged = name != pane::PANE_SYNC;
         if charged && let Err(wait) = self.node.limiter.check(&who) {
             self.node.metrics.reject(Rejection::RateLimited);
             let ms = wait.as_millis().max(1) as u64;
@@ -557,12 +525,9 @@ impl ServerHandler for ChatHandler {
                 format!("Too many calls. Wait {ms} ms, then try again."),
             )
             .with_retry_after_ms(ms);
-            return Ok(error_result(&e).into());
+            return Ok(error_result(&e));
         }
-        let address = parts
-            .and_then(|p| p.extensions.get::<ClientAddress>())
-            .and_then(|a| a.0)
-            .map(|ip| address_key(ip).to_string());
+        let address = ctx.address.map(|ip| address_key(ip).to_string());
         let access = self
             .node
             .store
@@ -579,51 +544,21 @@ impl ServerHandler for ChatHandler {
             Ok(_) => None,
         };
         if let Some(e) = refusal {
-            return Ok(error_result(&e).into());
+            return Ok(error_result(&e));
         }
-        let args = serde_json::Value::Object(request.arguments.unwrap_or_default());
-        let result = self
-            .dispatch(&request.name, args, &who, &session, &ctx)
+        let args = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
+        Ok(self
+            .dispatch(name, args, &who, ctx)
             .await
-            .unwrap_or_else(|e| error_result(&e));
-        Ok(result.into())
+            .unwrap_or_else(|e| error_result(&e)))
     }
-}
-
-/// True when the session's client announced the MCP Apps extension in `initialize`.
-fn renders_ui(peer: &rmcp::Peer<RoleServer>) -> bool {
-    peer.peer_info()
-        .is_some_and(|info| pane::client_renders_ui(&info.capabilities))
-}
-
-/// The newest event a client says it has received (`mcp-chat-last-seq`), if it says so
-/// legibly. Only meaningful with an identity token: a session-keyed participant is new.
-fn last_seq_claim(parts: &http::request::Parts) -> Option<u64> {
-    parts.headers.get(IDENTITY_HEADER)?;
-    parts
-        .headers
-        .get(LAST_SEQ_HEADER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The session id of a request, from its `Mcp-Session-Id` header.
-fn session_id_of(parts: &http::request::Parts) -> Option<SessionId> {
-    parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(SessionId::from)
 }
 
 /// The participant a session speaks for: its identity token's hash when the client sent one,
 /// else the session itself. (The HTTP layer already refused malformed tokens.)
-fn participant_key(session: &SessionId, parts: Option<&http::request::Parts>) -> ParticipantKey {
-    parts
-        .and_then(|p| p.headers.get(IDENTITY_HEADER))
+fn participant_key(session: &SessionId, headers: &HeaderMap) -> ParticipantKey {
+    headers
+        .get(IDENTITY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(ParticipantKey::for_identity_token)
         .unwrap_or_else(|| ParticipantKey::for_session(session))

@@ -1,4 +1,4 @@
-//! The HTTP surface: `/mcp` (Streamable HTTP via rmcp) behind a guard, the chat page at `/`,
+//! The HTTP surface: `/mcp` (Streamable HTTP, `mcp`) behind a guard, the chat page at `/`,
 //! `/healthz`, `/metrics`.
 
 use std::net::IpAddr;
@@ -6,32 +6,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::{HeaderValue, Method, StatusCode, header};
-use mcp_chat::protocol::{
-    IDENTITY_HEADER, LAST_SEQ_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS,
-};
-use rmcp::model::ClientJsonRpcMessage;
-use rmcp::transport::StreamableHttpService;
+use mcp_chat::protocol::{IDENTITY_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS};
 
 use crate::Node;
 use crate::address::{ClientAddress, PeerAddress, SessionRefusal, forwarded_for};
-use crate::handler::ChatHandler;
+use crate::mcp::{self, SESSION_HEADER, http_error as jsonrpc_error};
 use crate::metrics::Rejection;
-use crate::page;
-use crate::sessions::TrackedSessionManager;
-
-/// The rmcp service mounted at `/mcp`.
-pub type McpService = StreamableHttpService<ChatHandler, TrackedSessionManager>;
+use crate::{origin, page};
 
 /// The relay's routes.
-pub fn router(node: Arc<Node>, mcp: McpService) -> Router {
+pub fn router(node: Arc<Node>) -> Router {
     let guarded = Router::new()
-        .nest_service("/mcp", mcp)
+        .route(
+            "/mcp",
+            axum::routing::post(mcp::post)
+                .get(mcp::get)
+                .delete(mcp::delete)
+                .fallback(mcp::method_not_allowed),
+        )
+        .with_state(node.clone())
         .layer(middleware::from_fn_with_state(node.clone(), guard_mcp));
     Router::new()
         .route("/", get(page::chat_page))
@@ -51,10 +49,10 @@ pub fn router(node: Arc<Node>, mcp: McpService) -> Router {
 /// and their connections count against the connection caps.
 const REFUSAL_HOLD: Duration = Duration::from_secs(1);
 
-/// Checks what rmcp does not before a request reaches it: the per-address and per-session
-/// budgets, the access token, the identity token's shape, the session cap, the body size and
-/// that the body is JSON. Also feeds the session registry (last request, explicit DELETE),
-/// counts rejections, and charges each refusal (4xx) to the client's address.
+/// Checks a request before the MCP endpoint reads it: Host and Origin, the per-address and
+/// per-session budgets, the access token, the identity token's shape, the session cap. Also
+/// feeds the session registry (last request), counts rejections, and charges each refusal
+/// (4xx) to the client's address.
 async fn guard_mcp(State(node): State<Arc<Node>>, mut request: Request, next: Next) -> Response {
     let client = client_address(&node, &request);
     // For the tool handler (bans by address), which sees the request's parts.
@@ -123,12 +121,16 @@ async fn guard_request(
     mut request: Request,
     next: Next,
 ) -> Response {
-    // The relay's own page (`/`) passes the Origin check; rmcp refuses every other origin not
+    // The relay's own page (`/`) passes the Origin check; every other origin must be
     // configured.
     page::strip_same_origin(request.headers_mut());
+    if let Err(refusal) = origin::check(&node.config, request.headers()) {
+        node.metrics.reject(Rejection::Forbidden);
+        return jsonrpc_error(StatusCode::FORBIDDEN, -32600, &refusal.to_string());
+    }
     let session = request
         .headers()
-        .get("mcp-session-id")
+        .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let live_session = session
@@ -193,24 +195,8 @@ async fn guard_request(
             ),
         );
     }
-    let deleting = request.method() == Method::DELETE;
     if let Some(id) = &session {
         node.sessions.touch(id);
-        if deleting {
-            // Read by the session manager while rmcp closes the session for this DELETE.
-            node.sessions.mark_explicit_end(id, true);
-        }
-        if request.method() == Method::GET
-            && request.headers().contains_key(IDENTITY_HEADER)
-            && let Some(claim) = request
-                .headers()
-                .get(LAST_SEQ_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            // Read by the session manager once this GET's stream is attached.
-            node.sessions.set_resume_claim(id, claim);
-        }
     }
     if request.method() == Method::POST
         && let Some(id) = &session
@@ -219,81 +205,32 @@ async fn guard_request(
         node.metrics.reject(Rejection::TooManyRequests);
         return refuse_held(node, wait, "this session sends too fast", false).await;
     }
-    let request = if request.method() == Method::POST {
-        if session.is_none() && node.sessions.session_count() >= node.config.max_sessions {
-            node.metrics.reject(Rejection::TooManySessions);
-            let mut response = jsonrpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                -32000,
-                "Service Unavailable: this relay holds as many sessions as it may; retry later",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            return response;
-        }
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, node.config.max_body_bytes).await else {
-            node.metrics.reject(Rejection::BodyTooLarge);
-            let mut response = jsonrpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
-                &format!(
-                    "Payload Too Large: request bodies are limited to {} bytes",
-                    node.config.max_body_bytes
-                ),
-            );
-            // The rest of the body is never read, so the connection cannot carry another
-            // request: say so, or a pooling client reuses it and its next request fails.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        };
-        // One typed parse here (rmcp parses the body again); serde_json's error category tells
-        // a syntax error (-32700) from valid JSON that is not JSON-RPC (-32600).
-        if let Err(e) = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) {
-            node.metrics.reject(Rejection::Malformed);
-            return match e.classify() {
-                serde_json::error::Category::Data => jsonrpc_error(
-                    StatusCode::BAD_REQUEST,
-                    -32600,
-                    &format!("Invalid Request: not a JSON-RPC 2.0 request or notification ({e})"),
-                ),
-                _ => jsonrpc_error(
-                    StatusCode::BAD_REQUEST,
-                    -32700,
-                    &format!("Parse error: the body is not valid JSON ({e})"),
-                ),
-            };
-        }
-        Request::from_parts(parts, Body::from(bytes))
-    } else {
-        request
-    };
+    if request.method() == Method::POST
+        && session.is_none()
+        && node.sessions.session_count() >= node.config.max_sessions
+    {
+        node.metrics.reject(Rejection::TooManySessions);
+        let mut response = jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -32000,
+            "Service Unavailable: this relay holds as many sessions as it may; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return response;
+    }
     let response = next.run(request).await;
     if let Some(slot) = address_slot
         && let Some(id) = response
             .headers()
-            .get("mcp-session-id")
+            .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
     {
         node.sessions.hold_address_slot(id, slot);
     }
-    if deleting
-        && !response.status().is_success()
-        && let Some(id) = &session
-    {
-        node.sessions.mark_explicit_end(id, false);
-    }
-    match response.status() {
-        StatusCode::FORBIDDEN => node.metrics.reject(Rejection::Forbidden),
-        StatusCode::NOT_FOUND => node.metrics.reject(Rejection::UnknownSession),
-        StatusCode::PAYLOAD_TOO_LARGE => node.metrics.reject(Rejection::BodyTooLarge),
-        StatusCode::BAD_REQUEST
-        | StatusCode::NOT_ACCEPTABLE
-        | StatusCode::UNSUPPORTED_MEDIA_TYPE => node.metrics.reject(Rejection::Malformed),
-        _ => {}
+    if response.status() == StatusCode::NOT_FOUND {
+        node.metrics.reject(Rejection::UnknownSession);
     }
     response
 }
@@ -310,16 +247,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A JSON-RPC error response with no id (the request could not be read far enough to have one).
-fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": code, "message": message },
-    });
-    (status, axum::Json(body)).into_response()
 }
 
 async fn not_found() -> StatusCode {

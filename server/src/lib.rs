@@ -6,10 +6,12 @@
 //! - [`config`]: validated settings ([`RelayConfig`]).
 //! - [`store`]: the chat state behind the [`ChatStore`](store::ChatStore) interface, with the
 //!   in-memory implementation.
-//! - `handler`: the per-session MCP server (tools, logging level); `push`: the per-session
-//!   pusher of events; `sessions`: session liveness and the grace period; `http`: routes and the
-//!   request guard; `page`: the chat page at `/` and its same-origin rule; `address`: limits per
-//!   client address; `listen`: accepting connections; `metrics`, `rate_limit`.
+//! - `mcp`: the MCP endpoint (Streamable HTTP, our own session layer: why is in its docs);
+//!   `sse`: its event framing; `handler`: what it answers (tools, lists, logging level);
+//!   `push`: a session's GET stream, read from the participant's inbox; `sessions`: sessions,
+//!   their liveness and the grace period; `http`: routes and the request guard; `origin`: the
+//!   Host and Origin rules; `page`: the chat page at `/` and its same-origin rule; `address`:
+//!   limits per client address; `listen`: accepting connections; `metrics`, `rate_limit`.
 //! - [`moderation`]: reports, bans, cooldowns and the word list; `admin`: the admin API.
 
 mod address;
@@ -18,34 +20,31 @@ pub mod config;
 mod handler;
 mod http;
 mod listen;
+mod mcp;
 mod metrics;
 pub mod moderation;
+mod origin;
 mod page;
 mod push;
 mod rate_limit;
 mod sessions;
+mod sse;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_chat::events::DisconnectReason;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigError, RelayConfig, StoreSettings};
 
 use crate::address::AddressLimits;
-use crate::handler::ChatHandler;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
-use crate::sessions::{SessionRegistry, TrackedSessionManager};
+use crate::sessions::{SessionEnd, SessionRegistry};
 use crate::store::{ChatStore, MemoryStore, RedisStore, RedisStoreError};
-
-/// Host names a relay always accepts in the `Host` header.
-const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// After shutdown starts: how long pushers get to deliver the final `partner.disconnected`
 /// events before sessions are closed.
@@ -78,6 +77,20 @@ pub(crate) struct Node {
     /// Cancelled when shutdown starts: tools refuse new work, waits return.
     shutdown: CancellationToken,
     started: Instant,
+}
+
+impl Node {
+    /// Closes a session. `explicit` (a DELETE): its participant ends now and its partners
+    /// hear `disconnected`; otherwise the participant's grace period runs.
+    pub(crate) async fn end_session(&self, id: &str, explicit: bool) {
+        if let Some(SessionEnd::Explicit(who)) = self.sessions.close(id, explicit) {
+            tracing::debug!(participant = ?who, "session deleted by its client");
+            if let Err(error) = self.store.end(&who, DisconnectReason::Disconnected).await {
+                tracing::warn!(%error, "could not end participant after DELETE");
+            }
+            self.limiter.forget(&who);
+        }
+    }
 }
 
 /// Serves the relay on `listener` until `shutdown` completes, then closes every session and
@@ -145,49 +158,7 @@ pub async fn serve_with_admin(
         config,
     });
 
-    let mut local = LocalSessionManager::default();
-    // Our own sweep decides liveness (see `sessions`); rmcp's idle reaper stays only as a
-    // backstop, later than anything the sweep would do.
-    local.session_config.keep_alive =
-        Some(node.config.idle_timeout + node.config.grace_period + Duration::from_secs(60));
-    // Room for a burst of events while a client re-attaches its GET stream (this is also the
-    // replay cache for `Last-Event-ID`). The cache holds whole notifications, so its size is
-    // most of an active participant's memory (see `RelayConfig::replay_events`).
-    local.session_config.channel_capacity = node.config.replay_events;
-    let manager = Arc::new(TrackedSessionManager::new(
-        local,
-        node.sessions.clone(),
-        node.store.clone(),
-        {
-            let node = node.clone();
-            move |who| node.limiter.forget(who)
-        },
-    ));
-
-    let sessions_token = CancellationToken::new();
-    let mut http_config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(sessions_token.child_token())
-        .with_max_request_body_bytes(node.config.max_body_bytes)
-        .with_allowed_origins(node.config.allowed_origins.clone())
-        .enforce_origin_validation();
-    http_config = if node.config.any_host {
-        http_config.disable_allowed_hosts()
-    } else {
-        let hosts = LOOPBACK_HOSTS
-            .iter()
-            .map(|h| h.to_string())
-            .chain(node.config.allowed_hosts.iter().cloned());
-        http_config.with_allowed_hosts(hosts)
-    };
-    let service = StreamableHttpService::new(
-        {
-            let node = node.clone();
-            move || Ok(ChatHandler::new(node.clone()))
-        },
-        manager.clone(),
-        http_config,
-    );
-    let app = http::router(node.clone(), service);
+    let app = http::router(node.clone());
 
     let admin = admin.map(|listener| {
         let stop = node.shutdown.clone();
@@ -201,7 +172,7 @@ pub async fn serve_with_admin(
             }
         })
     });
-    let sweeper = tokio::spawn(sweep(node.clone(), manager));
+    let sweeper = tokio::spawn(sweep(node.clone()));
     let presence = node
         .store
         .is_shared()
@@ -229,7 +200,10 @@ pub async fn serve_with_admin(
             }
             node.shutdown.cancel();
             tokio::time::sleep(SHUTDOWN_FLUSH).await;
-            sessions_token.cancel();
+            // Ends every stream, so the connections close.
+            for id in node.sessions.session_ids() {
+                node.sessions.close(&id, false);
+            }
         }
     };
     // Each participant holds its GET stream and, at times, a POST or two.
@@ -261,8 +235,7 @@ pub async fn serve_with_admin(
 
 /// Every sweep interval: ends participants whose grace period ran out (their partners hear
 /// `timeout`), closes sessions that stayed lost and forgets client addresses that hold nothing.
-async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
-    use rmcp::transport::streamable_http_server::session::SessionManager;
+async fn sweep(node: Arc<Node>) {
     let mut tick = tokio::time::interval(node.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -283,9 +256,7 @@ async fn sweep(node: Arc<Node>, manager: Arc<TrackedSessionManager>) {
             node.limiter.forget(&who);
         }
         for id in found.close {
-            if let Err(error) = manager.close_session(&id).await {
-                tracing::debug!(%error, "closing a lost session");
-            }
+            node.sessions.close(&id, false);
         }
         node.addresses.prune();
     }

@@ -119,10 +119,10 @@ struct Args {
     #[arg(long, env = "MCP_CHAT_RATE_BURST", default_value_t = limits::DEFAULT_RATE_BURST)]
     rate_burst: u32,
 
-    /// SSE events kept per stream for a client that reconnects with Last-Event-ID (a chat
-    /// event is two: its notification and its logging mirror). About 2 KiB each once used.
-    #[arg(long, env = "MCP_CHAT_REPLAY_EVENTS", default_value_t = mcp_chat_relay::config::DEFAULT_REPLAY_EVENTS)]
-    replay_events: usize,
+    /// Serve the MCP conformance suite's `test_reconnection` tool (unlisted), to run the official
+    /// conformance suite against this relay. Not for public relays.
+    #[arg(long, env = "MCP_CHAT_CONFORMANCE_TOOLS")]
+    conformance_tools: bool,
 
     /// Take each client's address from the rightmost X-Forwarded-For entry (set this behind a
     /// reverse proxy that appends it, and only if the relay cannot be reached around the proxy).
@@ -252,7 +252,7 @@ impl Args {
             inbox_capacity: self.inbox_capacity,
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
-            replay_events: self.replay_events,
+            conformance_tools: self.conformance_tools,
             trust_forwarded_for: self.trust_forwarded_for,
             address_max_connections: self.address_max_connections,
             address_max_sessions: self.address_max_sessions,

@@ -1,181 +1,263 @@
-//! Pushing a participant's events to its MCP session.
+//! A session's standalone GET stream: its participant's inbox, pushed as it fills.
 //!
-//! One pusher task per session follows the participant's inbox (through the store's watch
-//! channel) and sends every new event twice: as a custom notification named after the event
-//! (`message.received`, ...) for clients that handle them, and as an MCP logging notification
-//! (`notifications/message`, level info) for hosts that only show logs, unless the client said
-//! it renders the custom notifications itself (`mcp-chat/events`). The inbox is the bounded
-//! outbound queue: a slow client delays only its own pusher, never the sender's tool call, and an
-//! event it misses stays readable through `wait_for_message`.
+//! The inbox is the event store: the stream reads it from a cursor and writes each new event
+//! twice, as a custom notification named after the event (`message.received`, ...) for clients
+//! that handle them, and as an MCP logging notification (`notifications/message`, level info)
+//! for hosts that only show logs, unless the client said it renders the custom notifications
+//! itself (`mcp-chat/events`). The SSE event id of an event's last frame is its inbox `seq`, so a
+//! client that reconnects with `Last-Event-ID` gets every event after it exactly once (within
+//! the inbox's capacity), and a client that reconnects with `mcp-chat-last-seq` on another node
+//! is served the same way.
+//!
+//! Nothing runs for a session while no stream is open: the stream is a state machine that
+//! hyper polls when it can write. A slow reader holds one frame in hyper's buffer and none
+//! anywhere else; its events wait in the (bounded) inbox, readable by `wait_for_message`.
 
 #![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but is what Claude Desktop shows.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use futures::Stream;
 use mcp_chat::ChatEvent;
 use mcp_chat::protocol::EVENT_LOGGER;
 use mcp_chat::render;
-use rmcp::model::{
-    CustomNotification, LoggingLevel, LoggingMessageNotificationParam, ServerNotification,
-};
-use rmcp::transport::streamable_http_server::session::SessionId;
-use rmcp::{Peer, RoleServer};
-use tokio_util::sync::CancellationToken;
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::Node;
+use crate::sessions::{SessionId, StreamGuard, StreamView};
+use crate::sse;
 use crate::store::ParticipantKey;
 
-/// How long a notification may wait for its client before it counts as a push timeout (the
-/// client is not reading its stream). The pusher goes on waiting for it: see [`send`].
+/// How long a frame may wait for its client before it counts as a push timeout (the client is
+/// not reading its stream), counted when the wait ends: the client reads again or goes.
+/// Nothing is dropped: the stream just waits.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events read from the inbox per round.
 const PUSH_BATCH: usize = 32;
+/// An SSE comment this often on a quiet stream: proxies keep it open, and a client that went
+/// away is noticed when the write fails.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Pushes `who`'s new events to `peer` until `stop` is cancelled or the session is gone.
-/// `claimed` is the newest event the client says it has (the `mcp-chat-last-seq` header).
-pub async fn run_pusher(
+/// The standalone stream of generation `generation` of `session`. `claim` is the newest event
+/// its client says it has (`Last-Event-ID`, or `mcp-chat-last-seq`).
+pub fn event_stream(
     node: Arc<Node>,
     session: SessionId,
-    who: ParticipantKey,
-    peer: Peer<RoleServer>,
-    claimed: Option<u64>,
-    stop: CancellationToken,
-) {
-    let mut changes = node.store.watch(&who);
-    changes.borrow_and_update();
-    let rewind = node.sessions.rewind(&session);
-    // Resume after what the client has, or else after the last event pushed to any session of
-    // this participant: a client that comes back with a new session (on this node or another)
-    // gets what happened while it was away.
-    let mut pushed = match node.store.resume_point(&who, claimed).await {
-        Ok(seq) => seq,
-        Err(error) => {
-            tracing::warn!(%error, "pusher could not read the inbox");
-            return;
-        }
+    generation: u64,
+    open: StreamGuard,
+    claim: Option<u64>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let wake = node
+        .sessions
+        .wake_signal(&session)
+        .unwrap_or_else(|| Arc::new(Notify::new()));
+    let pusher = Pusher {
+        node,
+        session,
+        generation,
+        wake,
+        _open: open,
+        claim,
+        following: None,
+        ready: VecDeque::new(),
+        written_at: None,
     };
-    let mut closed = false;
-    loop {
+    futures::stream::unfold(pusher, |mut pusher| async move {
+        let frame = pusher.next_frame().await?;
+        Some((Ok(frame), pusher))
+    })
+}
+
+/// The state of one standalone stream.
+struct Pusher {
+    node: Arc<Node>,
+    session: SessionId,
+    generation: u64,
+    wake: Arc<Notify>,
+    _open: StreamGuard,
+    /// What the client said it has, until the stream starts following a participant.
+    claim: Option<u64>,
+    following: Option<Following>,
+    /// Frames read from the inbox, not yet handed to hyper (at most one batch).
+    ready: VecDeque<Bytes>,
+    /// When the last event frame went to hyper: hyper asks for the next one only once it has
+    /// written it (see [`PUSH_TIMEOUT`]).
+    written_at: Option<Instant>,
+}
+
+/// The participant a stream pushes, and how far.
+struct Following {
+    who: ParticipantKey,
+    changes: watch::Receiver<u64>,
+    pushed: u64,
+    /// The participant ended (its watch closed).
+    ended: bool,
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        if self.written_at.is_some_and(|at| at.elapsed() >= PUSH_TIMEOUT) {
+            self.node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pusher {
+    /// The next frame to write, waiting as long as it takes; `None` ends the stream.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if let Some(at) = self.written_at.take()
+            && at.elapsed() >= PUSH_TIMEOUT
+        {
+            self.node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         loop {
-            let events = match node.store.events_after(&who, pushed, PUSH_BATCH).await {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(%error, "pusher could not read the inbox");
-                    break;
+            if let Some(frame) = self.ready.pop_front() {
+                self.written_at = Some(Instant::now());
+                return Some(frame);
+            }
+            let wake = self.wake.clone();
+            let notified = wake.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let view = self.node.sessions.stream_view(&self.session, self.generation);
+            let mut changes = None;
+            match view {
+                StreamView::End => return None,
+                StreamView::Idle => {}
+                StreamView::Push { who, mirror } => {
+                    if self.fill(who, mirror).await {
+                        continue;
+                    }
+                    changes = self
+                        .following
+                        .as_mut()
+                        .filter(|f| !f.ended)
+                        .map(|f| &mut f.changes);
+                }
+            }
+            let changed = async {
+                match changes {
+                    Some(changes) => changes.changed().await.is_err(),
+                    None => std::future::pending().await,
                 }
             };
-            if events.is_empty() {
-                break;
+            let mut ended = false;
+            tokio::select! {
+                () = notified => {}
+                closed = changed => ended = closed,
+                () = tokio::time::sleep(KEEP_ALIVE) => return Some(sse::keep_alive()),
             }
-            for event in events {
-                if stop.is_cancelled() {
-                    return;
-                }
-                if let Some(claim) = rewind.take() {
-                    // The client re-attached its stream: push again from what it has.
-                    pushed = pushed.min(claim);
-                    break;
-                }
-                let log = node.sessions.mirrors_events(&session);
-                if !push_event(&node, &peer, &event, log, &stop).await {
-                    return;
-                }
-                pushed = event.seq;
+            if ended && let Some(following) = self.following.as_mut() {
+                following.ended = true;
             }
-            // Once per batch: a pusher that dies mid-batch only makes the next one push a few
-            // events again, which clients recognise by seq.
-            let _ = node.store.mark_pushed(&who, pushed).await;
         }
-        if closed {
-            // The participant ended. With a shared store that can happen while its session
-            // here lives on (another node reaped it after a long Redis outage): its next call
-            // starts it afresh, so keep following it, from its new first event.
-            if !(node.store.is_shared() && node.sessions.is_current(&session, &who)) {
-                return;
+    }
+
+    /// Reads the next batch of `who`'s events into `ready`; false when there is none.
+    async fn fill(&mut self, who: ParticipantKey, mirror: bool) -> bool {
+        let store = &self.node.store;
+        let restart = match &self.following {
+            None => true,
+            Some(f) if f.who != who => true,
+            // The participant ended. With a shared store that can happen while this session
+            // lives on (another node reaped it after a long Redis outage); its next call starts
+            // it afresh, so follow it again from its new first event. In memory, a participant
+            // only ends with its session, or comes back through a call that wakes this stream.
+            Some(f) if f.ended => {
+                if !store.is_shared() {
+                    self.following = None;
+                    return false;
+                }
+                true
             }
-            changes = node.store.watch(&who);
+            Some(_) => false,
+        };
+        if restart {
+            let ended_before = self.following.as_ref().is_some_and(|f| f.ended);
+            let mut changes = store.watch(&who);
             changes.borrow_and_update();
-            pushed = 0;
-            closed = false;
-            continue;
+            // Resume after what the client has, or else after the last event pushed to any
+            // session of this participant: a client that comes back with a new session (on this
+            // node or another) gets what happened while it was away.
+            let pushed = if ended_before {
+                0
+            } else {
+                match store.resume_point(&who, self.claim.take()).await {
+                    Ok(seq) => seq,
+                    Err(error) => {
+                        tracing::warn!(%error, "stream could not read the inbox");
+                        0
+                    }
+                }
+            };
+            self.following = Some(Following {
+                who,
+                changes,
+                pushed,
+                ended: false,
+            });
         }
-        closed = tokio::select! {
-            _ = stop.cancelled() => return,
-            changed = changes.changed() => changed.is_err(),
-            claim = rewind.next() => {
-                // The client re-attached its stream and says what it has: what rmcp's replay
-                // cache no longer holds is pushed again (the client drops repeats by seq).
-                pushed = pushed.min(claim);
-                false
+        let Some(following) = self.following.as_mut() else {
+            return false;
+        };
+        let events = match store
+            .events_after(&following.who, following.pushed, PUSH_BATCH)
+            .await
+        {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "stream could not read the inbox");
+                return false;
             }
         };
-    }
-}
-
-/// Sends one event; false when the session is gone or the pusher is stopped.
-async fn push_event(
-    node: &Node,
-    peer: &Peer<RoleServer>,
-    event: &ChatEvent,
-    log: bool,
-    stop: &CancellationToken,
-) -> bool {
-    let Ok(params) = serde_json::to_value(event) else {
-        return true;
-    };
-    let custom = ServerNotification::CustomNotification(CustomNotification::new(
-        event.method(),
-        Some(params.clone()),
-    ));
-    if !send(node, stop, peer.send_notification(custom)).await {
-        return false;
-    }
-    if log {
-        let data = serde_json::json!({ "text": render::event_line(event), "event": params });
-        let logging = LoggingMessageNotificationParam::new(LoggingLevel::Info, data)
-            .with_logger(EVENT_LOGGER);
-        if !send(node, stop, peer.notify_logging_message(logging)).await {
+        let Some(last) = events.last().map(|e| e.seq) else {
             return false;
+        };
+        for event in &events {
+            self.ready.push_back(event_frames(event, mirror));
         }
+        following.pushed = last;
+        self.node
+            .metrics
+            .notifications_sent
+            .fetch_add(events.len() as u64 * if mirror { 2 } else { 1 }, Ordering::Relaxed);
+        // Once per batch: a stream that dies mid-batch only makes the next one push a few
+        // events again, which clients recognise by seq.
+        let _ = store.mark_pushed(&following.who, last).await;
+        true
     }
-    true
 }
 
-/// Sends one notification and waits until rmcp has taken it; false when the session is gone
-/// or the pusher is stopped.
-///
-/// A client that does not read its stream is waited for, however long, one notification at a
-/// time. Giving up and pushing the next event instead (as this once did after
-/// [`PUSH_TIMEOUT`]) does not take the first one back: it stays queued inside rmcp, and every
-/// further try queues another, up to about a hundred notifications per session (its sink, its
-/// stream channel, its replay cache) — megabytes per slow reader with long messages — while
-/// the skipped events were never pushed at all. Waiting keeps one notification in flight, the
-/// pushes complete and in order once the client reads again, and meanwhile the events wait
-/// in the inbox (bounded; `wait_for_message` reads them). A stream the client gave up on is
-/// closed when it opens a new one (`sessions`), which ends the wait.
-async fn send(
-    node: &Node,
-    stop: &CancellationToken,
-    sending: impl Future<Output = Result<(), rmcp::service::ServiceError>>,
-) -> bool {
-    let mut sending = std::pin::pin!(sending);
-    let sent = match tokio::time::timeout(PUSH_TIMEOUT, &mut sending).await {
-        Ok(sent) => sent,
-        Err(_) => {
-            node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                sent = &mut sending => sent,
-                () = stop.cancelled() => return false,
-            }
-        }
-    };
-    if sent.is_err() {
-        return false;
+/// One event as SSE: its custom notification, then (with `mirror`) its logging notification.
+/// Only the last frame carries the id, so a cut between the two repeats the first on resume
+/// rather than losing the second.
+fn event_frames(event: &ChatEvent, mirror: bool) -> Bytes {
+    let id = event.seq.to_string();
+    let params = serde_json::to_value(event).unwrap_or_default();
+    let custom = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": event.method(),
+        "params": params,
+    });
+    if !mirror {
+        return sse::frame(Some(&id), &custom);
     }
-    node.metrics
-        .notifications_sent
-        .fetch_add(1, Ordering::Relaxed);
-    true
+    let data = serde_json::json!({ "text": render::event_line(event), "event": params });
+    let logging = LoggingMessageNotificationParam::new(LoggingLevel::Info, data)
+        .with_logger(EVENT_LOGGER);
+    let logging = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": logging,
+    });
+    let mut both = sse::frame(None, &custom).to_vec();
+    both.extend_from_slice(&sse::frame(Some(&id), &logging));
+    Bytes::from(both)
 }

@@ -1,8 +1,10 @@
 //! The MCP sessions this node holds, and how we tell that a participant's client is gone.
 //!
-//! rmcp owns the sessions; [`TrackedSessionManager`] wraps its [`LocalSessionManager`] to see
-//! the moments that matter (a standalone GET stream opening and closing, a session closing) and
-//! records them in [`SessionRegistry`]. Liveness is decided here, not by rmcp's idle reaper:
+//! A session is one small [`SessionEntry`] in [`SessionRegistry`]: no task, no channel, no
+//! replay cache of its own (see `mcp` for why). Its standalone GET stream reads the
+//! participant's inbox directly; a tool call runs as a task of its own only while it runs.
+//!
+//! Liveness is decided here:
 //!
 //! - a session is **lost** when nothing is in flight and either its GET stream closed after its
 //!   last request (the client went away without a DELETE, as mcp-remote does), or it sent no
@@ -12,29 +14,32 @@
 //!   token) cancels it; otherwise the sweep ends the participant and its partners hear `timeout`;
 //! - a DELETE ends the participant at once (`disconnected`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
-use mcp_chat::events::DisconnectReason;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::session::{
-    RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
-};
+use axum::body::Bytes;
+use rmcp::model::RequestId;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::address::AddressSlot;
 use crate::rate_limit::{Rate, TokenBucket};
-use crate::store::{ChatStore, ParticipantKey};
+use crate::store::ParticipantKey;
+
+/// A session's id, as sent in `Mcp-Session-Id` (a random UUID).
+pub type SessionId = Arc<str>;
 
 /// Minimum MCP logging level rank (debug = 0 ... emergency = 7) a session asked for.
 pub type LogRank = u8;
 
 /// Rank of `info`, the level chat events are logged at.
 pub const INFO_RANK: LogRank = 1;
+
+/// Answers of tool calls whose POST stream was cut before the answer went out, kept per session
+/// for the client to fetch with `Last-Event-ID` (SEP-1699). A client resumes at once, so a few
+/// suffice; the oldest goes first.
+const PARKED_ANSWERS: usize = 4;
 
 /// Liveness bookkeeping for every session of this node.
 #[derive(Debug)]
@@ -54,6 +59,7 @@ struct RegistryState {
     participants: HashMap<ParticipantKey, Presence>,
 }
 
+/// Everything a node keeps for one session.
 #[derive(Debug)]
 struct SessionEntry {
     participant: Option<ParticipantKey>,
@@ -62,24 +68,34 @@ struct SessionEntry {
     open_streams: u32,
     stream_closed_at: Option<Instant>,
     lost_since: Option<Instant>,
-    explicit_end: bool,
     log_rank: LogRank,
     /// Whether events are also pushed as logging notifications (off for clients that render
     /// the custom notifications themselves: `mcp-chat/events`).
     mirror_events: bool,
-    /// Cancelled when the session closes or another session takes its participant over; stops
-    /// the session's pusher.
-    pusher: CancellationToken,
-    /// The newest event the client says it has, from the GET that is re-attaching its stream.
-    resume_claim: Option<u64>,
-    /// That claim once the stream is attached, for the pusher to act on.
-    ready_claim: Option<u64>,
+    /// The client announced the MCP Apps extension: it sees the pane's tools and view.
+    renders_ui: bool,
+    /// Which standalone stream is the session's: a newer GET retires the older one.
+    stream_generation: u64,
+    /// Tool calls running, by JSON-RPC id (two at once is the common case: a wait and a send).
+    calls: Vec<RunningCall>,
+    /// Answers whose POST stream was cut (see [`PARKED_ANSWERS`]).
+    parked: VecDeque<(u32, Bytes)>,
+    /// Numbers the POST streams of tool calls (their SSE event ids are `<stream>/<n>`).
+    next_stream: u32,
+    /// Wakes whatever stream of this session waits on a change: a new current session for its
+    /// participant, a newer GET, a parked answer, the session's end.
+    wake: Arc<Notify>,
     /// The session's POST budget.
     post_budget: TokenBucket,
-    /// Wakes the session's pusher to push again from `resume_claim` (see [`Rewind`]).
-    rewind: Arc<Notify>,
     /// The session counted against its client's address; given back when the entry goes.
     address_slot: Option<AddressSlot>,
+}
+
+#[derive(Debug)]
+struct RunningCall {
+    id: RequestId,
+    stream: u32,
+    cancel: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -107,7 +123,44 @@ pub struct Sweep {
     pub close: Vec<SessionId>,
 }
 
-fn new_entry(post_rate: Rate) -> SessionEntry {
+/// What a standalone stream should do now (see [`SessionRegistry::stream_view`]).
+#[derive(Debug, PartialEq)]
+pub enum StreamView {
+    /// The session is gone, or a newer GET took its place: end the stream.
+    End,
+    /// Nothing to push to this session now (no participant yet, or another session of its
+    /// participant is the current one): wait for a change.
+    Idle,
+    /// Push this participant's events; `mirror` says whether as logging notifications too.
+    Push {
+        /// Whose inbox to follow.
+        who: ParticipantKey,
+        /// Also send each event as `notifications/message`.
+        mirror: bool,
+    },
+}
+
+/// Why a tool call could not start.
+#[derive(Debug, PartialEq)]
+pub enum CallRefusal {
+    /// The session is gone.
+    UnknownSession,
+    /// A call with the same JSON-RPC id is still running in this session.
+    DuplicateId,
+}
+
+/// Where the answer to a cut POST stream is (see [`SessionRegistry::resume_answer`]).
+#[derive(Debug, PartialEq)]
+pub enum ResumedAnswer {
+    /// Here it is (handed over once).
+    Ready(Bytes),
+    /// Its call is still running: wait for a wake.
+    Running,
+    /// Unknown: delivered already, too old, or never ours.
+    Gone,
+}
+
+fn new_entry(post_rate: Rate, renders_ui: bool, mirror_events: bool) -> SessionEntry {
     SessionEntry {
         participant: None,
         last_request: Instant::now(),
@@ -115,14 +168,15 @@ fn new_entry(post_rate: Rate) -> SessionEntry {
         open_streams: 0,
         stream_closed_at: None,
         lost_since: None,
-        explicit_end: false,
         log_rank: INFO_RANK,
-        mirror_events: true,
-        pusher: CancellationToken::new(),
-        resume_claim: None,
-        ready_claim: None,
+        mirror_events,
+        renders_ui,
+        stream_generation: 0,
+        calls: Vec::new(),
+        parked: VecDeque::new(),
+        next_stream: 0,
+        wake: Arc::new(Notify::new()),
         post_budget: TokenBucket::full(post_rate, Instant::now()),
-        rewind: Arc::new(Notify::new()),
         address_slot: None,
     }
 }
@@ -144,10 +198,23 @@ impl SessionRegistry {
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, RegistryState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a session for a client that just sent `initialize` and returns its new id.
+    /// `renders_ui`: it announced MCP Apps; `mirror_events`: it wants chat events as logging
+    /// notifications too.
+    pub fn create(&self, renders_ui: bool, mirror_events: bool) -> SessionId {
+        let id: SessionId = uuid::Uuid::new_v4().simple().to_string().into();
+        let entry = new_entry(self.post_rate, renders_ui, mirror_events);
+        self.lock().sessions.insert(id.clone(), entry);
+        id
+    }
+
     /// Counts a POST against its session's budget. Checked before anything reads the body, so
-    /// a client flooding the relay costs it little: a tool call refused by the chat rate limit
-    /// has already been parsed twice and passed through rmcp. `Err(wait)` when the session
-    /// made too many lately. (Unknown sessions pass: rmcp answers them 404.)
+    /// a client flooding the relay costs it little. `Err(wait)` when the session made too many
+    /// lately. (Unknown sessions pass: they are answered 404.)
     pub fn admit_post(&self, id: &str) -> Result<(), Duration> {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(id) else {
@@ -170,15 +237,6 @@ impl SessionRegistry {
         self.lock().sessions.contains_key(id)
     }
 
-    fn lock(&self) -> MutexGuard<'_, RegistryState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn session_created(&self, id: &SessionId) {
-        let entry = new_entry(self.post_rate);
-        self.lock().sessions.insert(id.clone(), entry);
-    }
-
     /// Number of open sessions.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
@@ -191,14 +249,6 @@ impl SessionRegistry {
         }
     }
 
-    /// Marks whether the client asked to end the session (an HTTP DELETE; unmarked again if the
-    /// DELETE was refused).
-    pub fn mark_explicit_end(&self, id: &str, explicit: bool) {
-        if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.explicit_end = explicit;
-        }
-    }
-
     /// The participant a session speaks for, if registered.
     pub fn participant_of(&self, id: &str) -> Option<ParticipantKey> {
         self.lock()
@@ -207,41 +257,43 @@ impl SessionRegistry {
             .and_then(|e| e.participant.clone())
     }
 
+    /// Whether the session's client renders MCP Apps (false for unknown sessions).
+    pub fn renders_ui(&self, id: &str) -> bool {
+        self.lock().sessions.get(id).is_some_and(|e| e.renders_ui)
+    }
+
     /// Binds a session to its participant and makes it the one that receives the participant's
-    /// pushes. Returns a fresh token that stops the session's new pusher, or `None` when there is
-    /// nothing to do: the session is unknown (closed, or never created: stateless requests),
-    /// already the participant's current session, or bound to another participant (a session's
-    /// identity never changes).
+    /// pushes. Nothing happens when the session is unknown, or bound to another participant (a
+    /// session's identity never changes).
     ///
     /// When another session held the participant (a client that came back with a new session,
-    /// or two clients sharing one identity), that session stops receiving pushes; it keeps its
+    /// or two clients sharing one identity), that session's stream stops pushing; it keeps its
     /// participant and takes it back with its next call.
-    pub fn attach(&self, id: &SessionId, who: &ParticipantKey) -> Option<CancellationToken> {
+    pub fn attach(&self, id: &SessionId, who: &ParticipantKey) {
         let mut state = self.lock();
         let RegistryState {
             sessions,
             participants,
         } = &mut *state;
-        let entry = sessions.get_mut(id)?;
+        let Some(entry) = sessions.get_mut(id) else {
+            return;
+        };
         if entry.participant.as_ref().is_some_and(|p| p != who) {
-            return None;
+            return;
         }
         let presence = participants.entry(who.clone()).or_default();
         if entry.participant.is_some() && presence.session.as_ref() == Some(id) {
-            return None;
+            return;
         }
         entry.participant = Some(who.clone());
-        entry.pusher.cancel();
-        entry.pusher = CancellationToken::new();
-        let token = entry.pusher.clone();
+        entry.wake.notify_waiters();
         let previous = presence.session.replace(id.clone());
         presence.detached_since = None;
         if let Some(previous) = previous.filter(|p| p != id)
-            && let Some(old) = sessions.get_mut(&previous)
+            && let Some(old) = sessions.get(&previous)
         {
-            old.pusher.cancel();
+            old.wake.notify_waiters();
         }
-        Some(token)
     }
 
     /// True while `id` is the session receiving `who`'s pushes.
@@ -253,8 +305,8 @@ impl SessionRegistry {
     }
 
     /// Counts a request in flight on the session until the guard drops. A session with a call
-    /// in flight (a blocked `wait_for_message`, say) is alive.
-    /// `None` when the session is unknown (closed, or a stateless request with a made-up id).
+    /// in flight (a blocked `wait_for_message`, say) is alive. `None` when the session is
+    /// unknown.
     pub fn begin_call(self: &Arc<Self>, id: &SessionId) -> Option<CallGuard> {
         let entry_known = self
             .lock()
@@ -271,22 +323,127 @@ impl SessionRegistry {
         })
     }
 
-    fn stream_opened(self: &Arc<Self>, id: &SessionId) -> StreamGuard {
-        if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.open_streams += 1;
+    /// Registers a tool call about to run under JSON-RPC id `request`, cancelled by `cancel`
+    /// (`notifications/cancelled`, the session's end). Returns the number of its POST stream.
+    pub fn begin_tool_call(
+        &self,
+        id: &SessionId,
+        request: &RequestId,
+        cancel: CancellationToken,
+    ) -> Result<u32, CallRefusal> {
+        let mut state = self.lock();
+        let entry = state
+            .sessions
+            .get_mut(id)
+            .ok_or(CallRefusal::UnknownSession)?;
+        if entry.calls.iter().any(|c| &c.id == request) {
+            return Err(CallRefusal::DuplicateId);
         }
-        StreamGuard {
-            registry: self.clone(),
-            id: id.clone(),
+        let stream = entry.next_stream;
+        entry.next_stream = entry.next_stream.wrapping_add(1);
+        entry.calls.push(RunningCall {
+            id: request.clone(),
+            stream,
+            cancel,
+        });
+        Ok(stream)
+    }
+
+    /// A tool call finished. `undelivered` is its answer when its POST stream was cut first:
+    /// kept for the client's resume.
+    pub fn end_tool_call(&self, id: &SessionId, stream: u32, undelivered: Option<Bytes>) {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(id) else {
+            return;
+        };
+        entry.calls.retain(|c| c.stream != stream);
+        if let Some(answer) = undelivered {
+            if entry.parked.len() == PARKED_ANSWERS {
+                entry.parked.pop_front();
+            }
+            entry.parked.push_back((stream, answer));
+            entry.wake.notify_waiters();
         }
     }
 
-    /// True while a standalone GET stream of the session is open, as far as this node knows.
-    fn has_open_stream(&self, id: &SessionId) -> bool {
-        self.lock()
-            .sessions
-            .get(id)
-            .is_some_and(|entry| entry.open_streams > 0)
+    /// Parks the answer of a finished call whose stream was cut after the call ended.
+    pub fn park_answer(&self, id: &SessionId, stream: u32, answer: Bytes) {
+        self.end_tool_call(id, stream, Some(answer));
+    }
+
+    /// The host cancelled request `request` (`notifications/cancelled`).
+    pub fn cancel_tool_call(&self, id: &str, request: &RequestId) {
+        if let Some(entry) = self.lock().sessions.get(id) {
+            for call in entry.calls.iter().filter(|c| &c.id == request) {
+                call.cancel.cancel();
+            }
+        }
+    }
+
+    /// The answer of POST stream `stream`, for a client resuming it with `Last-Event-ID`.
+    pub fn resume_answer(&self, id: &str, stream: u32) -> ResumedAnswer {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(id) else {
+            return ResumedAnswer::Gone;
+        };
+        if let Some(at) = entry.parked.iter().position(|(s, _)| *s == stream) {
+            let (_, answer) = entry.parked.remove(at).unwrap_or_default();
+            return ResumedAnswer::Ready(answer);
+        }
+        if entry.calls.iter().any(|c| c.stream == stream) {
+            ResumedAnswer::Running
+        } else {
+            ResumedAnswer::Gone
+        }
+    }
+
+    /// The signal that wakes the session's streams on a change (`None` for unknown sessions).
+    pub fn wake_signal(&self, id: &str) -> Option<Arc<Notify>> {
+        self.lock().sessions.get(id).map(|e| e.wake.clone())
+    }
+
+    /// Opens the session's standalone stream, retiring the one it had (a client opens one per
+    /// session; a second means the first died without the relay noticing yet: its connection
+    /// was cut and no write has failed). Returns the stream's generation and a guard that
+    /// counts it open until dropped; `None` for unknown sessions.
+    pub fn open_stream(self: &Arc<Self>, id: &SessionId) -> Option<(u64, StreamGuard)> {
+        let mut state = self.lock();
+        let entry = state.sessions.get_mut(id)?;
+        entry.stream_generation += 1;
+        entry.open_streams += 1;
+        entry.wake.notify_waiters();
+        Some((
+            entry.stream_generation,
+            StreamGuard {
+                registry: self.clone(),
+                id: id.clone(),
+            },
+        ))
+    }
+
+    /// What the standalone stream of generation `generation` should do now.
+    pub fn stream_view(&self, id: &SessionId, generation: u64) -> StreamView {
+        let state = self.lock();
+        let Some(entry) = state.sessions.get(id) else {
+            return StreamView::End;
+        };
+        if entry.stream_generation != generation {
+            return StreamView::End;
+        }
+        match &entry.participant {
+            Some(who)
+                if state
+                    .participants
+                    .get(who)
+                    .is_some_and(|p| p.session.as_ref() == Some(id)) =>
+            {
+                StreamView::Push {
+                    who: who.clone(),
+                    mirror: entry.mirror_events && entry.log_rank <= INFO_RANK,
+                }
+            }
+            _ => StreamView::Idle,
+        }
     }
 
     /// Sets the minimum logging level rank of a session (`logging/setLevel`); false when the
@@ -299,75 +456,33 @@ impl SessionRegistry {
             .is_some()
     }
 
-    /// Records the newest event the client of a session says it has, from a GET that opens its
-    /// standalone stream again.
-    pub fn set_resume_claim(&self, id: &str, seq: u64) {
-        if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.resume_claim = Some(seq);
-        }
-    }
-
-    /// The signal a session's pusher follows to push again from what its client has.
-    pub fn rewind(self: &Arc<Self>, id: &SessionId) -> Rewind {
-        let notify = self
-            .lock()
-            .sessions
-            .get(id)
-            .map(|entry| entry.rewind.clone())
-            .unwrap_or_default();
-        Rewind {
-            registry: self.clone(),
-            id: id.clone(),
-            notify,
-        }
-    }
-
-    /// After a GET re-attached a session's stream: wakes its pusher if the client said what it
-    /// has.
-    fn stream_reattached(&self, id: &SessionId) {
-        if let Some(entry) = self.lock().sessions.get_mut(id)
-            && let Some(claim) = entry.resume_claim.take()
-        {
-            entry.ready_claim = Some(claim);
-            entry.rewind.notify_one();
-        }
-    }
-
-    /// Stops mirroring chat events as logging notifications to a session whose client renders
-    /// the custom notifications itself.
-    pub fn stop_event_mirror(&self, id: &str) {
-        if let Some(entry) = self.lock().sessions.get_mut(id) {
-            entry.mirror_events = false;
-        }
-    }
-
-    /// Whether a session gets chat events as logging notifications too: its client did not
-    /// opt out, and its logging level lets `info` through.
-    pub fn mirrors_events(&self, id: &str) -> bool {
-        self.lock()
-            .sessions
-            .get(id)
-            .is_none_or(|e| e.mirror_events && e.log_rank <= INFO_RANK)
-    }
-
-    /// Forgets a session that closed, and says what that means for its participant.
-    fn session_closed(&self, id: &SessionId) -> Option<SessionEnd> {
+    /// Forgets a session, cancels its calls, ends its streams, and says what that means for
+    /// its participant. `explicit`: the client asked (DELETE). `None` when it was not open.
+    pub fn close(&self, id: &str, explicit: bool) -> Option<SessionEnd> {
         let mut state = self.lock();
         let entry = state.sessions.remove(id)?;
-        entry.pusher.cancel();
+        for call in &entry.calls {
+            call.cancel.cancel();
+        }
+        entry.wake.notify_waiters();
         let who = entry.participant?;
         let presence = state.participants.get_mut(&who)?;
-        if presence.session.as_ref() != Some(id) {
+        if presence.session.as_deref() != Some(id) {
             return None;
         }
         presence.session = None;
-        if entry.explicit_end {
+        if explicit {
             state.participants.remove(&who);
             Some(SessionEnd::Explicit(who))
         } else {
             presence.detached_since = Some(entry.lost_since.unwrap_or_else(Instant::now));
             Some(SessionEnd::Lost)
         }
+    }
+
+    /// Every open session's id (to close them at shutdown).
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        self.lock().sessions.keys().cloned().collect()
     }
 
     /// The participants this node serves right now: bound to a session that is not lost. (A
@@ -434,39 +549,6 @@ impl SessionRegistry {
     }
 }
 
-/// A pusher's view of the re-attachments of its session's stream.
-///
-/// rmcp replays a re-attached stream from its own cache of the last few notifications, which
-/// a long outage outruns; the inbox keeps far more. So when the client says which event it has
-/// (`mcp-chat-last-seq` on the GET), the pusher pushes again from there.
-#[derive(Debug)]
-pub struct Rewind {
-    registry: Arc<SessionRegistry>,
-    id: SessionId,
-    notify: Arc<Notify>,
-}
-
-impl Rewind {
-    /// Waits for the next re-attachment with a claim, and returns the claim.
-    pub async fn next(&self) -> u64 {
-        loop {
-            self.notify.notified().await;
-            if let Some(claim) = self.take() {
-                return claim;
-            }
-        }
-    }
-
-    /// The claim of a re-attachment not acted on yet, if any (checked between two pushes, so
-    /// that a rewind takes effect at once rather than after a burst of newer events).
-    pub fn take(&self) -> Option<u64> {
-        self.registry
-            .lock()
-            .sessions
-            .get_mut(&self.id)
-            .and_then(|entry| entry.ready_claim.take())
-    }
-}
 
 /// Keeps a session counted as busy while a request is handled.
 #[derive(Debug)]
@@ -486,7 +568,7 @@ impl Drop for CallGuard {
 /// Keeps a standalone GET stream counted as open until the stream is dropped (the client
 /// disconnected or the session ended).
 #[derive(Debug)]
-struct StreamGuard {
+pub struct StreamGuard {
     registry: Arc<SessionRegistry>,
     id: SessionId,
 }
@@ -499,151 +581,5 @@ impl Drop for StreamGuard {
                 entry.stream_closed_at = Some(Instant::now());
             }
         }
-    }
-}
-
-/// rmcp's in-memory session manager, watched: every session's creation, GET streams and end are
-/// reported to the [`SessionRegistry`], and a DELETE ends the participant in the store.
-pub struct TrackedSessionManager {
-    inner: LocalSessionManager,
-    registry: Arc<SessionRegistry>,
-    store: Arc<dyn ChatStore>,
-    on_end: Box<dyn Fn(&ParticipantKey) + Send + Sync>,
-}
-
-impl TrackedSessionManager {
-    /// Wraps `inner`. `on_end` runs after a participant is ended by a DELETE (to drop per-node
-    /// state such as its rate-limit bucket).
-    pub fn new(
-        inner: LocalSessionManager,
-        registry: Arc<SessionRegistry>,
-        store: Arc<dyn ChatStore>,
-        on_end: impl Fn(&ParticipantKey) + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            inner,
-            registry,
-            store,
-            on_end: Box::new(on_end),
-        }
-    }
-
-    /// Before a client's GET takes over the session's standalone stream: if the previous one
-    /// still counts as open, it is a stream the client gave up on (its connection was cut and
-    /// the write that would reveal it has not failed yet). rmcp would keep pushing into that
-    /// dead stream and make the new one a keep-alive-only "shadow" that gets no events, whose
-    /// priming event id then moves the client's `Last-Event-ID` past what was lost. Closing the
-    /// old one first makes the new stream the primary and replays from its `Last-Event-ID`.
-    /// (Our clients open one standalone stream per session; a second one means the first died.)
-    async fn retire_stale_stream(&self, id: &SessionId) {
-        if !self.registry.has_open_stream(id) {
-            return;
-        }
-        let handle = self.inner.sessions.read().await.get(id).cloned();
-        if let Some(handle) = handle
-            && let Err(error) = handle.close_standalone_sse_stream(None).await
-        {
-            tracing::debug!(%error, "closing a stale standalone stream");
-        }
-    }
-
-    fn tracked<S>(&self, id: &SessionId, stream: S) -> impl Stream<Item = ServerSseMessage> + use<S>
-    where
-        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
-    {
-        let guard = self.registry.stream_opened(id);
-        stream.map(move |message| {
-            let _alive = &guard;
-            message
-        })
-    }
-}
-
-impl SessionManager for TrackedSessionManager {
-    type Error = <LocalSessionManager as SessionManager>::Error;
-    type Transport = <LocalSessionManager as SessionManager>::Transport;
-
-    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
-        let (id, transport) = self.inner.create_session().await?;
-        self.registry.session_created(&id);
-        Ok((id, transport))
-    }
-
-    async fn initialize_session(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        self.inner.initialize_session(id, message).await
-    }
-
-    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        self.inner.has_session(id).await
-    }
-
-    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        // rmcp calls this twice for a DELETE (once for the request, once when the session's
-        // worker exits); only the first call finds the session in the registry.
-        let result = self.inner.close_session(id).await;
-        if let Some(SessionEnd::Explicit(who)) = self.registry.session_closed(id) {
-            tracing::debug!(participant = ?who, "session deleted by its client");
-            if let Err(error) = self.store.end(&who, DisconnectReason::Disconnected).await {
-                tracing::warn!(%error, "could not end participant after DELETE");
-            }
-            (self.on_end)(&who);
-        }
-        result
-    }
-
-    fn create_stream(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> impl Future<
-        Output = Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error>,
-    > + Send {
-        self.inner.create_stream(id, message)
-    }
-
-    async fn accept_message(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<(), Self::Error> {
-        self.inner.accept_message(id, message).await
-    }
-
-    async fn create_standalone_stream(
-        &self,
-        id: &SessionId,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.retire_stale_stream(id).await;
-        let stream = self.inner.create_standalone_stream(id).await?;
-        self.registry.stream_reattached(id);
-        Ok(self.tracked(id, stream))
-    }
-
-    async fn resume(
-        &self,
-        id: &SessionId,
-        last_event_id: String,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        // An id with a `/` resumes a POST's stream, not the standalone one.
-        let standalone = !last_event_id.contains('/');
-        if standalone {
-            self.retire_stale_stream(id).await;
-        }
-        let stream = self.inner.resume(id, last_event_id).await?;
-        if standalone {
-            self.registry.stream_reattached(id);
-        }
-        Ok(self.tracked(id, stream))
-    }
-
-    async fn restore_session(
-        &self,
-        id: SessionId,
-    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        self.inner.restore_session(id).await
     }
 }

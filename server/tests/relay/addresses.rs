@@ -87,7 +87,7 @@ async fn an_address_holding_its_sessions_cap_opens_no_more_until_one_ends() {
     let mut elsewhere = RawClient::from_address(&relay.url, "127.0.0.9");
     elsewhere.initialize().await;
 
-    assert_eq!(held[0].delete().await, 202);
+    assert_eq!(held[0].delete().await, 204);
     let mut again = RawClient::from_address(&relay.url, "127.0.0.8");
     again.initialize().await;
 }
