@@ -647,6 +647,12 @@ impl Bridge {
                 let Some(pending) = self.pending.remove(&id_key(&id)) else {
                     return; // cancelled by the host, or already answered as lost
                 };
+                if let Some(cause) = transport_closed(&message) {
+                    // rmcp's client gave up on the call's stream (cut before it could resume):
+                    // the relay may or may not have acted on it. Say so, like any lost call.
+                    self.answer_lost(&id, &pending.method, &cause).await;
+                    return;
+                }
                 if pending.method == "tools/list"
                     && let Some(result) = message.get("result")
                 {
@@ -969,6 +975,21 @@ fn channel_push(event: &ChatEvent) -> Value {
         "method": CHANNEL_METHOD,
         "params": { "content": content, "meta": meta },
     })
+}
+
+/// The cause when `message` is rmcp's client saying a call's response stream closed before its
+/// answer (an error carrying the `io.modelcontextprotocol/transportClosed` marker).
+fn transport_closed(message: &Value) -> Option<String> {
+    let error = message.get("error")?;
+    error
+        .get("data")?
+        .get("io.modelcontextprotocol/transportClosed")?;
+    Some(
+        error["message"]
+            .as_str()
+            .unwrap_or("the response stream closed")
+            .to_owned(),
+    )
 }
 
 #[cfg(test)]

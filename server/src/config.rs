@@ -44,6 +44,9 @@ impl StoreSettings {
     }
 }
 
+/// Default [`RelayConfig::body_timeout`]: a request body is a few kilobytes at most.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default [`RelayConfig::address_max_connections`]: a bridge holds two or three connections,
 /// so this is a large office behind one NAT.
 pub const DEFAULT_ADDRESS_MAX_CONNECTIONS: usize = 512;
@@ -97,6 +100,9 @@ pub struct RelayConfig {
     /// Serve the conformance suite's `test_reconnection` tool (unlisted; for running the
     /// official MCP conformance suite against this relay).
     pub conformance_tools: bool,
+    /// How long a request body may take to arrive once its head is read: a body that stalls or
+    /// trickles would otherwise hold its connection for as long as the client likes.
+    pub body_timeout: Duration,
     /// How long a client may take to send a request head, and a kept-alive connection may sit
     /// idle between requests, before the connection is closed.
     pub header_read_timeout: Duration,
@@ -145,6 +151,7 @@ impl Default for RelayConfig {
             rate_burst: limits::DEFAULT_RATE_BURST,
             sweep_interval: Duration::from_millis(500),
             conformance_tools: false,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             header_read_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
             address_max_connections: DEFAULT_ADDRESS_MAX_CONNECTIONS,

@@ -390,7 +390,10 @@ impl ChatHandler {
         let version = if supported.contains(&request.protocol_version) {
             request.protocol_version.clone()
         } else {
-            supported.last().cloned().unwrap_or(ProtocolVersion::V_2025_11_25)
+            supported
+                .last()
+                .cloned()
+                .unwrap_or(ProtocolVersion::V_2025_11_25)
         };
         let mut result = InitializeResult::new(
             ServerCapabilities::builder()
@@ -465,7 +468,7 @@ impl ChatHandler {
                 None,
             ));
         }
-        Ok(pane::chat_view_contents().into())
+        Ok(pane::chat_view_contents())
     }
 
     /// Whether the tool's SSE stream closes before its answer (see [`TEST_RECONNECTION`]).

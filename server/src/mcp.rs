@@ -15,12 +15,12 @@
 //!   positions, so `Last-Event-ID` resumes from the inbox, exactly once, however long the
 //!   client was away (within the inbox's capacity);
 //! - a tool call runs as a task while it runs and answers on its POST's SSE stream, which starts
-//!   with a priming event (SEP-1699). If that stream is cut before the answer went out, the
-//!   answer is parked and a GET with the priming event's id gets it;
+//!   with a priming event (SEP-1699). The answer stays in the session for a little while, so
+//!   that a client whose stream was cut gets it with a GET carrying the priming event's id;
 //! - everything else (initialize, lists, ping, logging level) is answered as plain JSON.
 //!
 //! Bad input gets a JSON-RPC error and breaks nothing else: a body is read within
-//! [`BODY_DEADLINE`] and [`RelayConfig::max_body_bytes`](crate::RelayConfig::max_body_bytes)
+//! [`RelayConfig::body_timeout`](crate::RelayConfig::body_timeout) and [`RelayConfig::max_body_bytes`](crate::RelayConfig::max_body_bytes)
 //! (refused before `100 Continue` when its `Content-Length` says it is too large), params that do
 //! not fit their method get -32602, a second request with the id of one still running gets
 //! -32600, batches are refused.
@@ -30,7 +30,6 @@
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -64,19 +63,11 @@ const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 /// The `_meta` key of a 2026-07-28 request's protocol version (sessionless requests).
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
-/// The longest a request body may take to arrive once its head is read. A body that stalls or
-/// trickles would otherwise hold its connection (and a slot of the connection cap) for as long
-/// as the client likes.
-pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
-
 /// `POST /mcp`: one JSON-RPC message.
 pub async fn post(State(node): State<Arc<Node>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let address = parts
-        .extensions
-        .get::<ClientAddress>()
-        .and_then(|a| a.0);
+    let address = parts.extensions.get::<ClientAddress>().and_then(|a| a.0);
     if !is_json(&headers) {
         node.metrics.reject(Rejection::Malformed);
         return http_error(
@@ -100,9 +91,9 @@ pub async fn post(State(node): State<Arc<Node>>, request: Request) -> Response {
     };
     let message = match parse_message(&bytes) {
         Ok(message) => message,
-        Err(response) => {
+        Err((code, why)) => {
             node.metrics.reject(Rejection::Malformed);
-            return response;
+            return http_error(StatusCode::BAD_REQUEST, code, &why);
         }
     };
     let handler = ChatHandler::new(node.clone());
@@ -227,7 +218,8 @@ fn sessionless(node: &Arc<Node>, handler: &ChatHandler, message: Message) -> Res
             .and_then(|m| m.get(META_PROTOCOL_VERSION))
             .and_then(|v| serde_json::from_value::<ProtocolVersion>(v.clone()).ok())
             .unwrap_or(ProtocolVersion::LATEST);
-        let error = ErrorData::unsupported_protocol_version(requested, supported_protocol_versions());
+        let error =
+            ErrorData::unsupported_protocol_version(requested, supported_protocol_versions());
         return json_answer(StatusCode::BAD_REQUEST, &id, Err(error), None);
     }
     node.metrics.reject(Rejection::Malformed);
@@ -290,24 +282,23 @@ fn tool_call(
             };
             let result = handler.call_tool(params, &context).await.map(Into::into);
             let message = answer_bytes(&id, result);
-            let undelivered = answered.send(message).err();
-            node.sessions.end_tool_call(&session, stream, undelivered);
+            // Kept a while whether or not the stream is still there: a write into a connection
+            // the client already dropped succeeds, so only the client knows what it got.
+            node.sessions
+                .end_tool_call(&session, stream, message.clone());
+            let _ = answered.send(message);
             drop(busy);
         }
     };
     tokio::spawn(task);
     if !scope.sse {
-        // The POST waits for the answer; if the client goes, the answer is parked unread.
+        // The POST waits for the answer (kept for a resume all the same).
         return async_json(answer).into_response();
     }
     let body = CallStream {
-        node: node.clone(),
-        session: scope.session,
         stream,
         priming: Some(sse::priming(&format!("{stream}/0"))),
         answer: Some(answer),
-        handed: None,
-        finished: false,
         closes_early,
     };
     sse_response(futures::stream::unfold(body, CallStream::next))
@@ -322,9 +313,10 @@ fn async_json(answer: oneshot::Receiver<Bytes>) -> AsyncJson {
 
 impl IntoResponse for AsyncJson {
     fn into_response(self) -> Response {
-        let stream = futures::stream::once(async move {
-            Ok::<_, Infallible>(self.0.await.unwrap_or_default())
-        });
+        let stream =
+            futures::stream::once(
+                async move { Ok::<_, Infallible>(self.0.await.unwrap_or_default()) },
+            );
         let mut response = Response::new(Body::from_stream(stream));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -334,17 +326,12 @@ impl IntoResponse for AsyncJson {
     }
 }
 
-/// The SSE stream of one tool call: a priming event, then the answer. Dropped before the
-/// answer went out (the connection was cut), it parks the answer for a resume.
+/// The SSE stream of one tool call: a priming event, then the answer. (If it is cut, the
+/// answer waits in the session for a resume: see `SessionRegistry::end_tool_call`.)
 struct CallStream {
-    node: Arc<Node>,
-    session: SessionId,
     stream: u32,
     priming: Option<Bytes>,
     answer: Option<oneshot::Receiver<Bytes>>,
-    /// The answer, once handed to hyper (kept until the stream ends, for a cut in between).
-    handed: Option<Bytes>,
-    finished: bool,
     /// Close after the priming event and leave the answer for a resume (the conformance
     /// suite's `test_reconnection`).
     closes_early: bool,
@@ -356,41 +343,10 @@ impl CallStream {
             return Some((Ok(priming), self));
         }
         if self.closes_early {
-            self.finished = true;
             return None;
         }
-        if self.handed.is_some() {
-            self.finished = true;
-            return None;
-        }
-        let answer = self.answer.as_mut()?;
-        let message = answer.await.unwrap_or_default();
-        self.answer = None;
-        let frame = answer_frame(self.stream, &message);
-        self.handed = Some(message);
-        Some((Ok(frame), self))
-    }
-}
-
-impl Drop for CallStream {
-    fn drop(&mut self) {
-        if self.finished && !self.closes_early {
-            return;
-        }
-        // Cut before the answer surely went out: keep it for the client's resume. A call still
-        // running parks its own answer when it finds the receiver closed; closing it first
-        // leaves no moment in which an answer could be sent here and then dropped.
-        let ready = self.handed.take().or_else(|| {
-            self.answer.as_mut().and_then(|answer| {
-                answer.close();
-                answer.try_recv().ok()
-            })
-        });
-        if let Some(message) = ready {
-            self.node
-                .sessions
-                .park_answer(&self.session, self.stream, message);
-        }
+        let message = self.answer.take()?.await.ok()?;
+        Some((Ok(answer_frame(self.stream, &message)), self))
     }
 }
 
@@ -558,21 +514,15 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-fn parse_message(bytes: &[u8]) -> Result<Message, Response> {
+/// Reads one JSON-RPC message; `Err((code, why))` for a body that is not one.
+fn parse_message(bytes: &[u8]) -> Result<Message, (i32, String)> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        http_error(
-            StatusCode::BAD_REQUEST,
+        (
             -32700,
-            &format!("Parse error: the body is not valid JSON ({e})"),
+            format!("Parse error: the body is not valid JSON ({e})"),
         )
     })?;
-    let invalid = |why: &str| {
-        http_error(
-            StatusCode::BAD_REQUEST,
-            -32600,
-            &format!("Invalid Request: {why}"),
-        )
-    };
+    let invalid = |why: &str| (-32600, format!("Invalid Request: {why}"));
     if value.is_array() {
         return Err(invalid(
             "batches are not supported: send one JSON-RPC message per POST",
@@ -603,7 +553,9 @@ fn parse_message(bytes: &[u8]) -> Result<Message, Response> {
         (None, Some(_)) if envelope.result.is_some() || envelope.error.is_some() => {
             Ok(Message::Answer)
         }
-        _ => Err(invalid("a message needs a `method`, or an `id` with `result` or `error`")),
+        _ => Err(invalid(
+            "a message needs a `method`, or an `id` with `result` or `error`",
+        )),
     }
 }
 
@@ -621,7 +573,7 @@ fn method_not_found(method: &str) -> ErrorData {
     )
 }
 
-/// Reads a request body within the size limit and [`BODY_DEADLINE`].
+/// Reads a request body within the size limit and the body timeout.
 async fn read_body(node: &Node, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let max = node.config.max_body_bytes;
     let too_large = || {
@@ -646,7 +598,8 @@ async fn read_body(node: &Node, headers: &HeaderMap, body: Body) -> Result<Bytes
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, max)).await {
+    let deadline = node.config.body_timeout;
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, max)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(too_large()),
         Err(_) => {
@@ -655,8 +608,8 @@ async fn read_body(node: &Node, headers: &HeaderMap, body: Body) -> Result<Bytes
                 StatusCode::REQUEST_TIMEOUT,
                 -32600,
                 &format!(
-                    "Request Timeout: the body did not arrive within {} s",
-                    BODY_DEADLINE.as_secs()
+                    "Request Timeout: the body did not arrive within {} ms",
+                    deadline.as_millis()
                 ),
             );
             response
@@ -683,7 +636,12 @@ fn accepts(headers: &HeaderMap) -> (bool, bool) {
     let mut json = false;
     let mut sse = false;
     for item in accept.split(',') {
-        let kind = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let kind = item
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match kind.as_str() {
             "*/*" => (json, sse) = (true, true),
             "application/*" | "application/json" => json = true,
@@ -773,7 +731,9 @@ fn json_answer(
     response
 }
 
-fn sse_response(stream: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
+fn sse_response(
+    stream: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
     headers.insert(

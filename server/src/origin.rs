@@ -146,11 +146,21 @@ mod tests {
     #[test]
     fn loopback_and_configured_hosts_pass() {
         let c = config(&["chat.example.org", "other.example:8443"], &[]);
-        for host in ["127.0.0.1:9", "localhost", "[::1]:80", "CHAT.example.org:443"] {
+        for host in [
+            "127.0.0.1:9",
+            "localhost",
+            "[::1]:80",
+            "CHAT.example.org:443",
+        ] {
             assert_eq!(check(&c, &headers(host, None)), Ok(()), "{host}");
         }
         assert!(check(&c, &headers("other.example:8443", None)).is_ok());
-        for host in ["attacker.example", "other.example:8444", "", "127.0.0.1.evil"] {
+        for host in [
+            "attacker.example",
+            "other.example:8444",
+            "",
+            "127.0.0.1.evil",
+        ] {
             assert!(check(&c, &headers(host, None)).is_err(), "{host}");
         }
     }
@@ -159,17 +169,33 @@ mod tests {
     fn origins_need_an_entry_that_names_them() {
         let c = config(
             &[],
-            &["https://app.example:443", "http://localhost:*", "http://x.example"],
+            &[
+                "https://app.example:443",
+                "http://localhost:*",
+                "http://x.example",
+            ],
         );
         for origin in [
             "https://app.example",
             "http://localhost:5173",
             "http://x.example:8080",
         ] {
-            assert_eq!(check(&c, &headers("localhost", Some(origin))), Ok(()), "{origin}");
+            assert_eq!(
+                check(&c, &headers("localhost", Some(origin))),
+                Ok(()),
+                "{origin}"
+            );
         }
-        for origin in ["https://app.example:8443", "http://app.example", "null", "garbage"] {
-            assert!(check(&c, &headers("localhost", Some(origin))).is_err(), "{origin}");
+        for origin in [
+            "https://app.example:8443",
+            "http://app.example",
+            "null",
+            "garbage",
+        ] {
+            assert!(
+                check(&c, &headers("localhost", Some(origin))).is_err(),
+                "{origin}"
+            );
         }
     }
 }

@@ -103,8 +103,14 @@ struct Following {
 
 impl Drop for Pusher {
     fn drop(&mut self) {
-        if self.written_at.is_some_and(|at| at.elapsed() >= PUSH_TIMEOUT) {
-            self.node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
+        if self
+            .written_at
+            .is_some_and(|at| at.elapsed() >= PUSH_TIMEOUT)
+        {
+            self.node
+                .metrics
+                .push_timeouts
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -115,7 +121,10 @@ impl Pusher {
         if let Some(at) = self.written_at.take()
             && at.elapsed() >= PUSH_TIMEOUT
         {
-            self.node.metrics.push_timeouts.fetch_add(1, Ordering::Relaxed);
+            self.node
+                .metrics
+                .push_timeouts
+                .fetch_add(1, Ordering::Relaxed);
         }
         loop {
             if let Some(frame) = self.ready.pop_front() {
@@ -126,7 +135,10 @@ impl Pusher {
             let notified = wake.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            let view = self.node.sessions.stream_view(&self.session, self.generation);
+            let view = self
+                .node
+                .sessions
+                .stream_view(&self.session, self.generation);
             let mut changes = None;
             match view {
                 StreamView::End => return None,
@@ -224,10 +236,10 @@ impl Pusher {
             self.ready.push_back(event_frames(event, mirror));
         }
         following.pushed = last;
-        self.node
-            .metrics
-            .notifications_sent
-            .fetch_add(events.len() as u64 * if mirror { 2 } else { 1 }, Ordering::Relaxed);
+        self.node.metrics.notifications_sent.fetch_add(
+            events.len() as u64 * if mirror { 2 } else { 1 },
+            Ordering::Relaxed,
+        );
         // Once per batch: a stream that dies mid-batch only makes the next one push a few
         // events again, which clients recognise by seq.
         let _ = store.mark_pushed(&following.who, last).await;
@@ -250,8 +262,8 @@ fn event_frames(event: &ChatEvent, mirror: bool) -> Bytes {
         return sse::frame(Some(&id), &custom);
     }
     let data = serde_json::json!({ "text": render::event_line(event), "event": params });
-    let logging = LoggingMessageNotificationParam::new(LoggingLevel::Info, data)
-        .with_logger(EVENT_LOGGER);
+    let logging =
+        LoggingMessageNotificationParam::new(LoggingLevel::Info, data).with_logger(EVENT_LOGGER);
     let logging = serde_json::json!({
         "jsonrpc": "2.0",
         "method": "notifications/message",

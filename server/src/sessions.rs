@@ -36,10 +36,13 @@ pub type LogRank = u8;
 /// Rank of `info`, the level chat events are logged at.
 pub const INFO_RANK: LogRank = 1;
 
-/// Answers of tool calls whose POST stream was cut before the answer went out, kept per session
-/// for the client to fetch with `Last-Event-ID` (SEP-1699). A client resumes at once, so a few
-/// suffice; the oldest goes first.
+/// Answers of tool calls kept per session for a client whose POST stream was cut to fetch with
+/// `Last-Event-ID` (SEP-1699): a write into a connection the client already dropped succeeds,
+/// so the relay cannot tell a delivered answer from a lost one. A client resumes at once, so a
+/// few, for a little while, suffice.
 const PARKED_ANSWERS: usize = 4;
+/// How long an answer is kept for a resume (the sweep forgets older ones).
+pub const PARKED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Liveness bookkeeping for every session of this node.
 #[derive(Debug)]
@@ -78,8 +81,8 @@ struct SessionEntry {
     stream_generation: u64,
     /// Tool calls running, by JSON-RPC id (two at once is the common case: a wait and a send).
     calls: Vec<RunningCall>,
-    /// Answers whose POST stream was cut (see [`PARKED_ANSWERS`]).
-    parked: VecDeque<(u32, Bytes)>,
+    /// The last answers of tool calls, with when they were given (see [`PARKED_ANSWERS`]).
+    parked: VecDeque<(u32, Bytes, Instant)>,
     /// Numbers the POST streams of tool calls (their SSE event ids are `<stream>/<n>`).
     next_stream: u32,
     /// Wakes whatever stream of this session waits on a change: a new current session for its
@@ -349,26 +352,19 @@ impl SessionRegistry {
         Ok(stream)
     }
 
-    /// A tool call finished. `undelivered` is its answer when its POST stream was cut first:
-    /// kept for the client's resume.
-    pub fn end_tool_call(&self, id: &SessionId, stream: u32, undelivered: Option<Bytes>) {
+    /// A tool call finished with `answer`: kept for [`PARKED_FOR`] (and among the last
+    /// [`PARKED_ANSWERS`]) for a client whose stream was cut to fetch with `Last-Event-ID`.
+    pub fn end_tool_call(&self, id: &SessionId, stream: u32, answer: Bytes) {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(id) else {
             return;
         };
         entry.calls.retain(|c| c.stream != stream);
-        if let Some(answer) = undelivered {
-            if entry.parked.len() == PARKED_ANSWERS {
-                entry.parked.pop_front();
-            }
-            entry.parked.push_back((stream, answer));
-            entry.wake.notify_waiters();
+        if entry.parked.len() == PARKED_ANSWERS {
+            entry.parked.pop_front();
         }
-    }
-
-    /// Parks the answer of a finished call whose stream was cut after the call ended.
-    pub fn park_answer(&self, id: &SessionId, stream: u32, answer: Bytes) {
-        self.end_tool_call(id, stream, Some(answer));
+        entry.parked.push_back((stream, answer, Instant::now()));
+        entry.wake.notify_waiters();
     }
 
     /// The host cancelled request `request` (`notifications/cancelled`).
@@ -386,8 +382,9 @@ impl SessionRegistry {
         let Some(entry) = state.sessions.get_mut(id) else {
             return ResumedAnswer::Gone;
         };
-        if let Some(at) = entry.parked.iter().position(|(s, _)| *s == stream) {
-            let (_, answer) = entry.parked.remove(at).unwrap_or_default();
+        if let Some(at) = entry.parked.iter().position(|(s, ..)| *s == stream)
+            && let Some((_, answer, _)) = entry.parked.remove(at)
+        {
             return ResumedAnswer::Ready(answer);
         }
         if entry.calls.iter().any(|c| c.stream == stream) {
@@ -510,6 +507,13 @@ impl SessionRegistry {
         let mut state = self.lock();
         let mut sweep = Sweep::default();
         for (id, entry) in state.sessions.iter_mut() {
+            while entry
+                .parked
+                .front()
+                .is_some_and(|(.., at)| now.saturating_duration_since(*at) >= PARKED_FOR)
+            {
+                entry.parked.pop_front();
+            }
             let stream_gone = entry.open_streams == 0
                 && entry
                     .stream_closed_at
@@ -548,7 +552,6 @@ impl SessionRegistry {
         sweep
     }
 }
-
 
 /// Keeps a session counted as busy while a request is handled.
 #[derive(Debug)]

@@ -306,5 +306,8 @@ async fn a_stalled_reader_gets_every_push_once_in_order_when_it_reads_again() {
         .find_map(|l| l.strip_prefix("mcp_chat_push_timeouts_total "))
         .and_then(|n| n.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    assert!(timeouts > 0, "the stall counts as a push timeout: {metrics}");
+    assert!(
+        timeouts > 0,
+        "the stall counts as a push timeout: {metrics}"
+    );
 }
