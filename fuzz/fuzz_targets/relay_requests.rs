@@ -13,8 +13,9 @@
 //! Asserts, for every input:
 //! - the relay answers with a status line and a complete body within 5 s;
 //! - no 5xx status but 503 (the session cap);
-//! - a body that is not a JSON-RPC message gets 400 (or 413 when too large), whatever the
-//!   headers; a JSON-RPC message from a foreign origin gets 403;
+//! - a request from a foreign origin gets 403, one with a bad content type 415, one with a bad
+//!   `Accept` 406, whatever the body (the headers are checked before the body is read); any
+//!   other body that is not one JSON-RPC message gets 400 (or 413 when too large);
 //! - a `tools/call` in the session gets 200 and a JSON-RPC response with its id, carrying a
 //!   result (a failed call is a result with `isError`), or an error for an unknown tool or
 //!   malformed params;
@@ -334,6 +335,31 @@ fn header_text(bytes: &[u8]) -> String {
     if text.is_empty() { "x".into() } else { text }
 }
 
+/// Whether `body` is one JSON-RPC 2.0 message as the relay reads it: an object with
+/// `"jsonrpc": "2.0"`, an `id` (if any) that is a string or an integer, and a `method`, or an
+/// `id` with a `result` or an `error`.
+fn is_jsonrpc(body: &[u8]) -> bool {
+    let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return false;
+    }
+    let id = message.get("id");
+    let id_ok = match id {
+        None => true,
+        Some(Value::String(_)) => true,
+        Some(Value::Number(n)) => n.is_i64(),
+        Some(_) => false,
+    };
+    let method_ok = match message.get("method") {
+        Some(Value::String(_)) => true,
+        None => id.is_some() && (message.contains_key("result") || message.contains_key("error")),
+        Some(_) => false,
+    };
+    id_ok && method_ok
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
@@ -393,15 +419,16 @@ fuzz_target!(|data: &[u8]| {
         "{variant:?}: {status} for {:?}",
         String::from_utf8_lossy(&body)
     );
-    if decoded.is_err() {
-        // The guard reads the body before rmcp checks the origin or the session.
-        assert!(
+    match variant {
+        Variant::ForeignOrigin => assert_eq!(status, 403, "a foreign origin got through"),
+        Variant::BadContentType => assert_eq!(status, 415, "a bad content type got through"),
+        Variant::BadAccept => assert_eq!(status, 406, "a bad Accept got through"),
+        _ if !is_jsonrpc(&body) => assert!(
             status == 400 || status == 413,
             "{variant:?}: {status} for a body that is not JSON-RPC: {:?}",
             String::from_utf8_lossy(&body)
-        );
-    } else if variant == Variant::ForeignOrigin {
-        assert_eq!(status, 403, "a foreign origin got through");
+        ),
+        _ => {}
     }
     if status == 404 && in_session {
         // The session was reaped (idle longer than the relay's idle timeout): a new one.
