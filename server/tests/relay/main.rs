@@ -17,6 +17,8 @@ mod moderation;
 mod pane;
 mod redis;
 mod redis_harness;
+mod redis_tls;
+mod redis_tls_harness;
 mod shutdown;
 mod store_parity;
 mod streams;
