@@ -39,6 +39,9 @@ pub struct RedisUrl {
     /// PEM certificates that sign the server's certificate (`rediss://` only). `None`: the
     /// system's roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// The certificate chain and key (PEM) the relay shows a Redis that checks its clients'
+    /// certificates (mutual TLS, `rediss://` only).
+    pub client_identity: Option<ClientIdentity>,
     /// The user to log in as (Redis ACL); `None`: the URL's, else `default`.
     pub username: Option<String>,
     /// The password; `None`: the URL's, else none.
@@ -51,6 +54,7 @@ impl RedisUrl {
         Self {
             url: url.into(),
             ca_pem: None,
+            client_identity: None,
             username: None,
             password: None,
         }
@@ -88,10 +92,23 @@ impl std::fmt::Debug for RedisUrl {
         f.debug_struct("RedisUrl")
             .field("url", &self.redacted())
             .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field(
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "***"),
+            )
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
     }
+}
+
+/// A client certificate chain and its private key, both PEM, checked to belong together.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate chain, the relay's own certificate first.
+    pub cert_pem: Vec<u8>,
+    /// The private key of the first certificate.
+    pub key_pem: Vec<u8>,
 }
 
 /// The Redis settings given besides the URL, before their files are read.
@@ -99,6 +116,10 @@ impl std::fmt::Debug for RedisUrl {
 pub struct RedisOptions {
     /// `--redis-ca-file`: PEM file of the CA certificate(s) the server's certificate must chain to.
     pub ca_file: Option<PathBuf>,
+    /// `--redis-client-cert-file`: PEM certificate chain for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// `--redis-client-key-file`: PEM private key of that certificate.
+    pub client_key_file: Option<PathBuf>,
     /// `--redis-username`.
     pub username: Option<String>,
     /// `--redis-password-file`: a file holding the password on one line.
@@ -117,6 +138,8 @@ impl StoreSettings {
         if value.eq_ignore_ascii_case("memory") {
             let given = [
                 (redis.ca_file.is_some(), "--redis-ca-file"),
+                (redis.client_cert_file.is_some(), "--redis-client-cert-file"),
+                (redis.client_key_file.is_some(), "--redis-client-key-file"),
                 (redis.username.is_some(), "--redis-username"),
                 (redis.password_file.is_some(), "--redis-password-file"),
                 (password.is_some(), "MCP_CHAT_REDIS_PASSWORD"),
@@ -146,6 +169,12 @@ impl StoreSettings {
             Some(path) => Some(read_ca_file(path)?),
             None => None,
         };
+        let client_identity = match (&redis.client_cert_file, &redis.client_key_file) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => return Err(ConfigError::RedisClientCertHalf),
+            (Some(_), Some(_)) if !tls => return Err(ConfigError::RedisCaWithoutTls),
+            (Some(cert), Some(key)) => Some(read_client_identity(cert, key)?),
+        };
         let password = match (&redis.password_file, password) {
             (Some(_), Some(_)) => return Err(ConfigError::RedisPasswordTwice),
             (Some(path), None) => Some(read_password_file(path)?),
@@ -162,6 +191,7 @@ impl StoreSettings {
             url: RedisUrl {
                 url: value.to_owned(),
                 ca_pem,
+                client_identity,
                 username,
                 password,
             },
@@ -194,6 +224,42 @@ fn read_ca_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
         ));
     }
     Ok(pem)
+}
+
+/// A client certificate chain and key from their PEM files, once rustls accepted them as a
+/// pair.
+fn read_client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let bad = |path: &Path, reason: String| ConfigError::RedisClientCert {
+        path: path.display().to_string(),
+        reason,
+    };
+    let cert_pem = std::fs::read(cert).map_err(|e| bad(cert, format!("cannot read it: {e}")))?;
+    let key_pem = std::fs::read(key).map_err(|e| bad(key, format!("cannot read it: {e}")))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, format!("not valid PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad(
+            cert,
+            "it holds no certificate (a PEM block `-----BEGIN CERTIFICATE-----`)".to_owned(),
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| bad(key, format!("it holds no usable private key: {e}")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, private_key, &provider).map_err(|e| {
+        bad(
+            key,
+            format!(
+                "it does not go with the certificate in {}: {e}",
+                cert.display()
+            ),
+        )
+    })?;
+    Ok(ClientIdentity { cert_pem, key_pem })
 }
 
 /// The password in a file: its one line, trimmed (editors on Windows may start it with a
@@ -376,13 +442,26 @@ pub enum ConfigError {
     RedisInsecure,
     /// A CA file for a connection without TLS.
     #[error(
-        "--redis-ca-file is given but the store URL is not rediss://: a redis:// connection is \
-         not encrypted; use rediss://"
+        "--redis-ca-file or a client certificate is given but the store URL is not rediss://: \
+         a redis:// connection is not encrypted; use rediss://"
     )]
     RedisCaWithoutTls,
     /// A CA file that cannot be used.
     #[error("the Redis CA file {path} cannot be used: {reason}")]
     RedisCaFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Only one of the client certificate and its key.
+    #[error(
+        "mutual TLS needs both --redis-client-cert-file and --redis-client-key-file, or neither"
+    )]
+    RedisClientCertHalf,
+    /// A client certificate or key file that cannot be used.
+    #[error("the Redis client certificate file {path} cannot be used: {reason}")]
+    RedisClientCert {
         /// The file.
         path: String,
         /// What is wrong with it.

@@ -52,6 +52,15 @@ struct Args {
     #[arg(long, env = "MCP_CHAT_REDIS_CA_FILE", value_name = "PATH")]
     redis_ca_file: Option<PathBuf>,
 
+    /// PEM certificate chain the relay shows a Redis that checks client certificates (mutual
+    /// TLS, rediss:// only); with --redis-client-key-file.
+    #[arg(long, env = "MCP_CHAT_REDIS_CLIENT_CERT_FILE", value_name = "PATH")]
+    redis_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis-client-cert-file.
+    #[arg(long, env = "MCP_CHAT_REDIS_CLIENT_KEY_FILE", value_name = "PATH")]
+    redis_client_key_file: Option<PathBuf>,
+
     /// The Redis user to log in as (Redis 6 ACL); without it, the URL's, else `default`.
     #[arg(long, env = "MCP_CHAT_REDIS_USERNAME", value_name = "NAME")]
     redis_username: Option<String>,
@@ -271,6 +280,8 @@ impl Args {
         };
         let redis = RedisOptions {
             ca_file: self.redis_ca_file.clone(),
+            client_cert_file: self.redis_client_cert_file.clone(),
+            client_key_file: self.redis_client_key_file.clone(),
             username: self.redis_username.clone(),
             password_file: self.redis_password_file.clone(),
             password: redis_password_from_env()?,

@@ -198,7 +198,13 @@ fn client_for(url: &RedisUrl) -> Result<redis::Client, RedisStoreError> {
     // bridge): chosen here, as a build with more than one provider has no default.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certificates = redis::TlsCertificates {
-        client_tls: None,
+        client_tls: url
+            .client_identity
+            .as_ref()
+            .map(|identity| redis::ClientTlsConfig {
+                client_cert: identity.cert_pem.clone(),
+                client_key: identity.key_pem.clone(),
+            }),
         root_cert: url.ca_pem.clone(),
     };
     redis::Client::build_with_tls(info, certificates).map_err(invalid)
@@ -229,6 +235,12 @@ async fn check_login(client: &redis::Client, url: &RedisUrl) -> Result<(), Redis
         });
     }
     let text = error.to_string();
+    if error.kind() == redis::ErrorKind::InvalidClientConfig {
+        return Err(RedisStoreError::Tls {
+            addr,
+            reason: format!("the TLS settings cannot be used: {text}"),
+        });
+    }
     if error.kind() == redis::ErrorKind::AuthenticationFailed || error.code() == Some("WRONGPASS") {
         return Err(RedisStoreError::Auth {
             addr,
@@ -315,6 +327,19 @@ fn tls_advice(error: &rustls::Error, url: &RedisUrl) -> String {
         rustls::Error::InvalidCertificate(_) => {
             format!("{error}: the server's certificate is not acceptable")
         }
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => format!(
+            "{error}: Redis requires a client certificate (mutual TLS); give it with \
+             --redis-client-cert-file and --redis-client-key-file"
+        ),
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::AccessDenied,
+        ) if url.client_identity.is_some() => format!(
+            "{error}: Redis does not accept the client certificate in \
+             --redis-client-cert-file (is it signed by a CA in Redis' --tls-ca-cert-file?)"
+        ),
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
             format!("{error}: is this Redis port a TLS port (--tls-port)?")
         }

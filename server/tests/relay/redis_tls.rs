@@ -243,3 +243,78 @@ async fn the_password_from_the_environment_works_and_one_on_the_command_line_is_
     serving(&mut relay).await;
     assert!(!relay.log().contains(warning), "{}", relay.log());
 }
+
+/// (6) Mutual TLS: a Redis that checks client certificates lets in a relay that shows one
+/// signed by its CA (`--redis-client-cert-file`, `--redis-client-key-file`), and turns away,
+/// at the relay's start, one without a certificate or with a certificate of another CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_is_shown_to_a_redis_that_checks_them() {
+    let test = "redis_tls::a_client_certificate_is_shown_to_a_redis_that_checks_them";
+    let Some(redis) = TlsRedis::start_checking_clients(test).await else {
+        return;
+    };
+    let password_file = redis.write("password", PASSWORD);
+    let store = redis.url();
+    let ca = redis.path("ca.crt");
+    let common = [
+        "--store",
+        &store,
+        "--redis-ca-file",
+        &ca,
+        "--redis-password-file",
+        &password_file,
+    ];
+    let (cert, key) = (redis.path("client.crt"), redis.path("client.key"));
+    let mut with_cert = common.to_vec();
+    with_cert.extend([
+        "--redis-client-cert-file",
+        &cert,
+        "--redis-client-key-file",
+        &key,
+    ]);
+    let mut relay = RelayProcess::spawn(&with_cert, &[]);
+    let url = serving(&mut relay).await;
+    let who = Chatter::connect_as(&url, &identity_token("tls-mtls")).await;
+    let status: Value = who.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle", "{status}");
+    who.close().await;
+    drop(relay);
+
+    RelayProcess::spawn(&common, &[])
+        .assert_refused(&[
+            "TLS connection to Redis",
+            "CertificateRequired",
+            "requires a client certificate",
+            "--redis-client-cert-file",
+        ])
+        .await;
+    let (stranger_cert, stranger_key) = (redis.path("stranger.crt"), redis.path("stranger.key"));
+    let mut with_stranger = common.to_vec();
+    with_stranger.extend([
+        "--redis-client-cert-file",
+        &stranger_cert,
+        "--redis-client-key-file",
+        &stranger_key,
+    ]);
+    RelayProcess::spawn(&with_stranger, &[])
+        .assert_refused(&[
+            "TLS connection to Redis",
+            "UnknownCA",
+            "does not accept the client certificate",
+        ])
+        .await;
+    // A key that is not the certificate's is caught before any connection.
+    let mut mismatched = common.to_vec();
+    mismatched.extend([
+        "--redis-client-cert-file",
+        &cert,
+        "--redis-client-key-file",
+        &stranger_key,
+    ]);
+    RelayProcess::spawn(&mismatched, &[])
+        .assert_refused(&[
+            "client certificate file",
+            "does not go with the certificate",
+        ])
+        .await;
+}

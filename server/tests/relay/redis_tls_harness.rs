@@ -116,6 +116,8 @@ pub struct TlsRedis {
     pub port: u16,
     /// The directory of the certificates and files the tests hand to relays.
     pub dir: PathBuf,
+    /// Whether clients must show a certificate signed by `ca.crt` (mutual TLS).
+    checks_clients: bool,
     child: Option<Child>,
 }
 
@@ -123,6 +125,17 @@ impl TlsRedis {
     /// Makes a CA (`ca.crt`), a server certificate it signs, an unrelated CA (`other-ca.crt`)
     /// and starts the server. `None` (after the banner) when a tool is missing.
     pub async fn start(test: &str) -> Option<Self> {
+        Self::launch(test, false).await
+    }
+
+    /// Like [`Self::start`], and the server requires a client certificate signed by `ca.crt`
+    /// (`--tls-auth-clients yes`): `client.crt` and `client.key` are one, `stranger.crt` and
+    /// `stranger.key` one signed by `other-ca.crt`.
+    pub async fn start_checking_clients(test: &str) -> Option<Self> {
+        Self::launch(test, true).await
+    }
+
+    async fn launch(test: &str, checks_clients: bool) -> Option<Self> {
         if !tools_available(test) {
             return None;
         }
@@ -135,9 +148,14 @@ impl TlsRedis {
         make_ca(&dir, "ca");
         make_signed(&dir, "ca", "server", "serverAuth");
         make_ca(&dir, "other-ca");
+        if checks_clients {
+            make_signed(&dir, "ca", "client", "clientAuth");
+            make_signed(&dir, "other-ca", "stranger", "clientAuth");
+        }
         let mut server = Self {
             port: 0,
             dir,
+            checks_clients,
             child: None,
         };
         // A port freed by bind(0) can be taken by someone else before redis-server binds it.
@@ -163,7 +181,8 @@ impl TlsRedis {
                 "--tls-key-file",
                 "server.key",
             ])
-            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients"])
+            .arg(if self.checks_clients { "yes" } else { "no" })
             .args([
                 "--requirepass",
                 PASSWORD,
