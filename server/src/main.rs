@@ -18,8 +18,9 @@ use tracing_subscriber::EnvFilter;
 /// Anonymous chat between AI desktop clients, over MCP Streamable HTTP.
 ///
 /// Every flag can also be set through the environment variable shown. By default state lives
-/// in memory only (nothing is written to disk); with --store redis://... several relays share
-/// it and act as one.
+/// in memory only (nothing is written to disk); with --store redis://... (rediss://... for
+/// TLS) several relays share it and act as one. The Redis password has no flag: give it in a
+/// file (--redis-password-file) or in MCP_CHAT_REDIS_PASSWORD.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-chat-relay", version, about)]
 struct Args {
