@@ -187,6 +187,10 @@ impl StoreSettings {
         if username.is_some() && info.redis_settings().username().is_some() {
             return Err(ConfigError::RedisUsernameTwice);
         }
+        // Redis logs a user in with its password (`AUTH user password`); a name alone is unused.
+        if username.is_some() && password.is_none() && info.redis_settings().password().is_none() {
+            return Err(ConfigError::RedisUsernameWithoutPassword);
+        }
         Ok(Self::Redis {
             url: RedisUrl {
                 url: value.to_owned(),
@@ -484,6 +488,9 @@ pub enum ConfigError {
     /// The user name given in the URL and as a setting.
     #[error("the Redis user name is given twice (in the store URL and --redis-username)")]
     RedisUsernameTwice,
+    /// A user name without a password to log in with.
+    #[error("--redis-username needs a password (--redis-password-file or MCP_CHAT_REDIS_PASSWORD)")]
+    RedisUsernameWithoutPassword,
     /// A Redis setting with the in-memory store.
     #[error("{0} is set, but the store is `memory` (give --store redis://... or rediss://...)")]
     RedisOptionWithoutRedis(&'static str),
@@ -734,6 +741,16 @@ mod tests {
             redis_url("redis://other@127.0.0.1/", &options),
             Err(ConfigError::RedisUsernameTwice)
         );
+        assert_eq!(
+            redis_url("redis://127.0.0.1/", &options),
+            Err(ConfigError::RedisUsernameWithoutPassword)
+        );
+        let with_password = RedisOptions {
+            password: Some("pw".to_owned()),
+            ..options.clone()
+        };
+        let url = redis_url("redis://127.0.0.1/", &with_password).unwrap();
+        assert_eq!(url.username.as_deref(), Some("relay"));
         assert!(matches!(
             StoreSettings::parse("https://example.com", DEFAULT_REDIS_PREFIX, &options),
             Err(ConfigError::Store(_))

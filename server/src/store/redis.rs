@@ -210,9 +210,9 @@ fn client_for(url: &RedisUrl) -> Result<redis::Client, RedisStoreError> {
     redis::Client::build_with_tls(info, certificates).map_err(invalid)
 }
 
-/// Opens one connection and sends `PING`: fails on what a retry cannot fix (TLS, login),
+/// Opens one connection and sends `PING`: fails on what a retry cannot fix (TLS, the login),
 /// warns and passes when Redis cannot be reached in time.
-async fn check_login(client: &redis::Client, url: &RedisUrl) -> Result<(), RedisStoreError> {
+async fn check_connection(client: &redis::Client, url: &RedisUrl) -> Result<(), RedisStoreError> {
     let addr = client.get_connection_info().addr().to_string();
     let attempt = async {
         let mut connection = client.get_multiplexed_async_connection().await?;
@@ -400,7 +400,7 @@ impl RedisStore {
         room_capacity: usize,
     ) -> Result<Self, RedisStoreError> {
         let client = client_for(url)?;
-        check_login(&client, url).await?;
+        check_connection(&client, url).await?;
         Self::with_client(client, prefix, inbox_capacity, room_capacity)
     }
 

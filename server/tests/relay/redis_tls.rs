@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Chatter, PROMPT, pair};
 use crate::redis_harness::{identity_token, pushed_text};
-use crate::redis_tls_harness::{PASSWORD, RelayProcess, Startup, TlsRedis};
+use crate::redis_tls_harness::{ACL_PASSWORD, ACL_USER, PASSWORD, RelayProcess, Startup, TlsRedis};
 
 /// The MCP endpoint of a relay that started, or a panic with its log.
 async fn serving(relay: &mut RelayProcess) -> String {
@@ -316,5 +316,43 @@ async fn a_client_certificate_is_shown_to_a_redis_that_checks_them() {
             "client certificate file",
             "does not go with the certificate",
         ])
+        .await;
+}
+
+/// (7) An ACL user (`--redis-username`) logs in with its own password; a user Redis does not
+/// know is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_logs_in_with_its_password() {
+    let test = "redis_tls::an_acl_user_logs_in_with_its_password";
+    let Some(redis) = TlsRedis::start(test).await else {
+        return;
+    };
+    let store = redis.url();
+    let ca = redis.path("ca.crt");
+    let password_file = redis.write("acl-password", ACL_PASSWORD);
+    let args = |user: &'static str| {
+        [
+            "--store",
+            store.as_str(),
+            "--redis-ca-file",
+            ca.as_str(),
+            "--redis-password-file",
+            password_file.as_str(),
+            "--redis-username",
+            user,
+        ]
+    };
+    let mut relay = RelayProcess::spawn(&args(ACL_USER), &[]);
+    let url = serving(&mut relay).await;
+    let who = Chatter::connect_as(&url, &identity_token("tls-acl")).await;
+    let queued: Value = who
+        .ok("enter_queue", json!({ "display_name": "Ida" }))
+        .await;
+    assert_eq!(queued["state"], "waiting", "{queued}");
+    who.close().await;
+    drop(relay);
+
+    RelayProcess::spawn(&args("nobody"), &[])
+        .assert_refused(&["refused the login", "--redis-username"])
         .await;
 }

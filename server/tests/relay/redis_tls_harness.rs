@@ -20,8 +20,12 @@ const NO_OPENSSL_BANNER: &str =
     "REDIS TLS TESTS DID NOT RUN: openssl is not on PATH (apt-get install openssl)";
 /// How long a process may take to start (or to give up starting).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// The password the test Redis requires.
+/// The password the test Redis requires (of its `default` user).
 pub const PASSWORD: &str = "tls-test-password-7f3a";
+/// A second user of the test Redis (Redis 6 ACL), with every right.
+pub const ACL_USER: &str = "mcp-relay";
+/// [`ACL_USER`]'s password.
+pub const ACL_PASSWORD: &str = "acl-test-password-91c2";
 
 /// True when `redis-server` and `openssl` can be run. Otherwise says which is missing on
 /// stderr and returns false, or panics when `CI` is set.
@@ -191,6 +195,8 @@ impl TlsRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(["--user", ACL_USER, "on", &format!(">{ACL_PASSWORD}")])
+            .args(["~*", "&*", "+@all"])
             .arg("--logfile")
             .arg(&log)
             .current_dir(&self.dir)
