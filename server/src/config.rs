@@ -78,11 +78,11 @@ impl RedisUrl {
         };
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         match rest[..authority_end].rfind('@') {
-            Some(at) => {
+            Some(at) if rest[..at].contains(':') => {
                 let user = rest[..at].split(':').next().unwrap_or("");
                 format!("{scheme}://{user}:***{}", &rest[at..])
             }
-            None => self.url.clone(),
+            _ => self.url.clone(),
         }
     }
 }
@@ -751,6 +751,13 @@ mod tests {
         };
         let url = redis_url("redis://127.0.0.1/", &with_password).unwrap();
         assert_eq!(url.username.as_deref(), Some("relay"));
+        for (given, shown) in [
+            ("rediss://relay:pw@h:6380/0", "rediss://relay:***@h:6380/0"),
+            ("redis://relay@h/", "redis://relay@h/"),
+            ("redis://h/#a@b", "redis://h/#a@b"),
+        ] {
+            assert_eq!(RedisUrl::plain(given).redacted(), shown);
+        }
         assert!(matches!(
             StoreSettings::parse("https://example.com", DEFAULT_REDIS_PREFIX, &options),
             Err(ConfigError::Store(_))
