@@ -3,6 +3,7 @@
 //! The binary turns flags and environment variables into a [`RelayConfig`]; tests build one in
 //! code. Every limit has a default taken from the shared contract ([`mcp_chat::limits`]).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcp_chat::limits;
@@ -17,8 +18,8 @@ pub enum StoreSettings {
     Memory,
     /// In Redis, shared by every relay node given the same URL and key prefix.
     Redis {
-        /// `redis://[[user]:password@]host[:port][/db]`.
-        url: String,
+        /// The Redis to use, with the credentials and the trust anchors that go with it.
+        url: RedisUrl,
         /// Prefix of every key (several relays can share one Redis under different prefixes).
         prefix: String,
     },
@@ -27,21 +28,262 @@ pub enum StoreSettings {
 /// The key prefix used when none is given.
 pub const DEFAULT_REDIS_PREFIX: &str = "mcp-chat:";
 
+/// A Redis URL (`redis://` or `rediss://`, TLS), completed with what should not be written
+/// into it: the password (from a file or the environment) and the CA that signed the server's
+/// certificate. Built by [`StoreSettings::parse`], which reads and checks the files.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// `redis[s]://[[user]:password@]host[:port][/db]` or `redis+unix://...`, as given. May
+    /// carry credentials itself; [`Self::password`] and [`Self::username`] replace them.
+    pub url: String,
+    /// PEM certificates that sign the server's certificate (`rediss://` only). `None`: the
+    /// system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The certificate chain and key (PEM) the relay shows a Redis that checks its clients'
+    /// certificates (mutual TLS, `rediss://` only).
+    pub client_identity: Option<ClientIdentity>,
+    /// The user to log in as (Redis ACL); `None`: the URL's, else `default`.
+    pub username: Option<String>,
+    /// The password; `None`: the URL's, else none.
+    pub password: Option<String>,
+}
+
+impl RedisUrl {
+    /// A URL used as it is: credentials, if any, in it; the system's roots for `rediss://`.
+    pub fn plain(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca_pem: None,
+            client_identity: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// True for `rediss://` (TLS).
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    /// True when the URL itself carries a password (which then shows wherever the URL does).
+    pub fn has_password_in_url(&self) -> bool {
+        redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .is_ok_and(|info| info.redis_settings().password().is_some())
+    }
+
+    /// The URL with any password in it replaced by `***`, for messages.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) if rest[..at].contains(':') => {
+                let user = rest[..at].split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***{}", &rest[at..])
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisUrl")
+            .field("url", &self.redacted())
+            .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field(
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "***"),
+            )
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A client certificate chain and its private key, both PEM, checked to belong together.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate chain, the relay's own certificate first.
+    pub cert_pem: Vec<u8>,
+    /// The private key of the first certificate.
+    pub key_pem: Vec<u8>,
+}
+
+/// The Redis settings given besides the URL, before their files are read.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// `--redis-ca-file`: PEM file of the CA certificate(s) the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// `--redis-client-cert-file`: PEM certificate chain for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// `--redis-client-key-file`: PEM private key of that certificate.
+    pub client_key_file: Option<PathBuf>,
+    /// `--redis-username`.
+    pub username: Option<String>,
+    /// `--redis-password-file`: a file holding the password on one line.
+    pub password_file: Option<PathBuf>,
+    /// `MCP_CHAT_REDIS_PASSWORD` (empty: none).
+    pub password: Option<String>,
+}
+
 impl StoreSettings {
-    /// Reads `memory` or a `redis://` URL (keys under `prefix`).
-    pub fn parse(value: &str, prefix: &str) -> Result<Self, ConfigError> {
+    /// Reads `memory` or a `redis://` / `rediss://` URL (keys under `prefix`), with the CA and
+    /// the password `redis` names: files are read and checked here, so that a wrong one stops
+    /// the relay at start with its name.
+    pub fn parse(value: &str, prefix: &str, redis: &RedisOptions) -> Result<Self, ConfigError> {
         let value = value.trim();
+        let password = redis.password.clone().filter(|p| !p.is_empty());
         if value.eq_ignore_ascii_case("memory") {
+            let given = [
+                (redis.ca_file.is_some(), "--redis-ca-file"),
+                (redis.client_cert_file.is_some(), "--redis-client-cert-file"),
+                (redis.client_key_file.is_some(), "--redis-client-key-file"),
+                (redis.username.is_some(), "--redis-username"),
+                (redis.password_file.is_some(), "--redis-password-file"),
+                (password.is_some(), "MCP_CHAT_REDIS_PASSWORD"),
+            ];
+            if let Some((_, name)) = given.into_iter().find(|(set, _)| *set) {
+                return Err(ConfigError::RedisOptionWithoutRedis(name));
+            }
             return Ok(Self::Memory);
         }
-        if value.starts_with("redis://") || value.starts_with("redis+unix://") {
-            return Ok(Self::Redis {
-                url: value.to_owned(),
-                prefix: prefix.to_owned(),
-            });
+        if !["redis://", "rediss://", "redis+unix://"]
+            .iter()
+            .any(|scheme| value.starts_with(scheme))
+        {
+            return Err(ConfigError::Store(value.to_owned()));
         }
-        Err(ConfigError::Store(value.to_owned()))
+        let info = redis::IntoConnectionInfo::into_connection_info(value)
+            .map_err(|e| ConfigError::RedisUrl(e.to_string()))?;
+        let tls = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(ConfigError::RedisInsecure);
+            }
+            redis::ConnectionAddr::TcpTls { .. } => true,
+            _ => false,
+        };
+        let ca_pem = match &redis.ca_file {
+            Some(_) if !tls => return Err(ConfigError::RedisCaWithoutTls),
+            Some(path) => Some(read_ca_file(path)?),
+            None => None,
+        };
+        let client_identity = match (&redis.client_cert_file, &redis.client_key_file) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => return Err(ConfigError::RedisClientCertHalf),
+            (Some(_), Some(_)) if !tls => return Err(ConfigError::RedisCaWithoutTls),
+            (Some(cert), Some(key)) => Some(read_client_identity(cert, key)?),
+        };
+        let password = match (&redis.password_file, password) {
+            (Some(_), Some(_)) => return Err(ConfigError::RedisPasswordTwice),
+            (Some(path), None) => Some(read_password_file(path)?),
+            (None, password) => password,
+        };
+        if password.is_some() && info.redis_settings().password().is_some() {
+            return Err(ConfigError::RedisPasswordTwice);
+        }
+        let username = redis.username.clone().filter(|u| !u.is_empty());
+        if username.is_some() && info.redis_settings().username().is_some() {
+            return Err(ConfigError::RedisUsernameTwice);
+        }
+        // Redis logs a user in with its password (`AUTH user password`); a name alone is unused.
+        if username.is_some() && password.is_none() && info.redis_settings().password().is_none() {
+            return Err(ConfigError::RedisUsernameWithoutPassword);
+        }
+        Ok(Self::Redis {
+            url: RedisUrl {
+                url: value.to_owned(),
+                ca_pem,
+                client_identity,
+                username,
+                password,
+            },
+            prefix: prefix.to_owned(),
+        })
     }
+}
+
+/// The bytes of a PEM file of CA certificates, once every certificate in it was checked to be
+/// usable as a trust anchor.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let bad = |reason: String| ConfigError::RedisCaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut anchors = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("not valid PEM: {e}")))?;
+        anchors
+            .add(cert)
+            .map_err(|e| bad(format!("a certificate in it cannot be a CA: {e}")))?;
+    }
+    if anchors.is_empty() {
+        return Err(bad(
+            "it holds no certificate (a PEM block `-----BEGIN CERTIFICATE-----`)".to_owned(),
+        ));
+    }
+    Ok(pem)
+}
+
+/// A client certificate chain and key from their PEM files, once rustls accepted them as a
+/// pair.
+fn read_client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let bad = |path: &Path, reason: String| ConfigError::RedisClientCert {
+        path: path.display().to_string(),
+        reason,
+    };
+    let cert_pem = std::fs::read(cert).map_err(|e| bad(cert, format!("cannot read it: {e}")))?;
+    let key_pem = std::fs::read(key).map_err(|e| bad(key, format!("cannot read it: {e}")))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, format!("not valid PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad(
+            cert,
+            "it holds no certificate (a PEM block `-----BEGIN CERTIFICATE-----`)".to_owned(),
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| bad(key, format!("it holds no usable private key: {e}")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, private_key, &provider).map_err(|e| {
+        bad(
+            key,
+            format!(
+                "it does not go with the certificate in {}: {e}",
+                cert.display()
+            ),
+        )
+    })?;
+    Ok(ClientIdentity { cert_pem, key_pem })
+}
+
+/// The password in a file: its one line, trimmed (editors on Windows may start it with a
+/// byte-order mark).
+fn read_password_file(path: &Path) -> Result<String, ConfigError> {
+    let bad = |reason: &str| ConfigError::RedisPasswordFile {
+        path: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(&format!("cannot read it: {e}")))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text).trim();
+    if text.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if text.contains(['\n', '\r']) {
+        return Err(bad(
+            "it holds more than one line (the password alone is expected)",
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Default [`RelayConfig::body_timeout`]: a request body is a few kilobytes at most.
@@ -188,12 +430,68 @@ pub enum ConfigError {
     /// An origin without a scheme.
     #[error("allowed origin {0:?} must include a scheme, e.g. https://chat.example.com")]
     Origin(String),
-    /// A store that is neither `memory` nor a Redis URL this relay can use.
-    #[error(
-        "store must be `memory` or a redis:// URL (TLS to Redis is not built in: reach it over \
-         a private network or a local TLS tunnel), got {0:?}"
-    )]
+    /// A store that is neither `memory` nor a Redis URL.
+    #[error("store must be `memory` or a redis:// or rediss:// (TLS) URL, got {0:?}")]
     Store(String),
+    /// A Redis URL that does not parse.
+    #[error("invalid Redis URL: {0}")]
+    RedisUrl(String),
+    /// `rediss://...#insecure`: TLS without checking the server's certificate.
+    #[error(
+        "rediss:// with #insecure is not supported: the relay always checks the server's \
+         certificate; give the CA that signed it with --redis-ca-file"
+    )]
+    RedisInsecure,
+    /// A CA file for a connection without TLS.
+    #[error(
+        "--redis-ca-file or a client certificate is given but the store URL is not rediss://: \
+         a redis:// connection is not encrypted; use rediss://"
+    )]
+    RedisCaWithoutTls,
+    /// A CA file that cannot be used.
+    #[error("the Redis CA file {path} cannot be used: {reason}")]
+    RedisCaFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Only one of the client certificate and its key.
+    #[error(
+        "mutual TLS needs both --redis-client-cert-file and --redis-client-key-file, or neither"
+    )]
+    RedisClientCertHalf,
+    /// A client certificate or key file that cannot be used.
+    #[error("the Redis client certificate file {path} cannot be used: {reason}")]
+    RedisClientCert {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A password file that cannot be used.
+    #[error("the Redis password file {path} cannot be used: {reason}")]
+    RedisPasswordFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The password given in more than one place.
+    #[error(
+        "the Redis password is given twice (of the store URL, --redis-password-file and \
+         MCP_CHAT_REDIS_PASSWORD, give one)"
+    )]
+    RedisPasswordTwice,
+    /// The user name given in the URL and as a setting.
+    #[error("the Redis user name is given twice (in the store URL and --redis-username)")]
+    RedisUsernameTwice,
+    /// A user name without a password to log in with.
+    #[error("--redis-username needs a password (--redis-password-file or MCP_CHAT_REDIS_PASSWORD)")]
+    RedisUsernameWithoutPassword,
+    /// A Redis setting with the in-memory store.
+    #[error("{0} is set, but the store is `memory` (give --store redis://... or rediss://...)")]
+    RedisOptionWithoutRedis(&'static str),
     /// An access token that is too short to be a secret.
     #[error("the access token must have at least 16 characters")]
     WeakAccessToken,
@@ -280,4 +578,186 @@ mod tests {
     fn defaults_are_valid() {
         assert_eq!(RelayConfig::default().validate(), Ok(()));
     }
+
+    /// A file of its own in the temporary directory, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(contents: &[u8]) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "mcp-chat-config-test-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn redis_url(store: &str, options: &RedisOptions) -> Result<RedisUrl, ConfigError> {
+        match StoreSettings::parse(store, DEFAULT_REDIS_PREFIX, options)? {
+            StoreSettings::Redis { url, .. } => Ok(url),
+            StoreSettings::Memory => panic!("{store} is not memory"),
+        }
+    }
+
+    #[test]
+    fn password_file_is_trimmed_and_may_start_with_a_bom() {
+        let file = TempFile::new("\u{feff}  s3cret pw \r\n".as_bytes());
+        let options = RedisOptions {
+            password_file: Some(file.0.clone()),
+            ..RedisOptions::default()
+        };
+        let url = redis_url("rediss://redis.example.com:6380/0", &options).unwrap();
+        assert_eq!(url.password.as_deref(), Some("s3cret pw"));
+        assert!(url.is_tls());
+        assert!(!format!("{url:?}").contains("s3cret"), "{url:?}");
+    }
+
+    #[test]
+    fn unusable_password_files_are_named() {
+        for (contents, reason) in [
+            (&b""[..], "it is empty"),
+            (&b" \n\n"[..], "it is empty"),
+            (&b"one\ntwo\n"[..], "more than one line"),
+        ] {
+            let file = TempFile::new(contents);
+            let options = RedisOptions {
+                password_file: Some(file.0.clone()),
+                ..RedisOptions::default()
+            };
+            let error = redis_url("redis://127.0.0.1/", &options).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains(&file.0.display().to_string()) && text.contains(reason),
+                "{text}"
+            );
+        }
+        let options = RedisOptions {
+            password_file: Some(PathBuf::from("/nonexistent/mcp-chat-redis-password")),
+            ..RedisOptions::default()
+        };
+        let text = redis_url("redis://127.0.0.1/", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("cannot read it"), "{text}");
+    }
+
+    #[test]
+    fn the_password_is_given_once() {
+        let file = TempFile::new(b"pw-from-file");
+        let both = RedisOptions {
+            password_file: Some(file.0.clone()),
+            password: Some("pw-from-env".to_owned()),
+            ..RedisOptions::default()
+        };
+        assert_eq!(
+            redis_url("redis://127.0.0.1/", &both),
+            Err(ConfigError::RedisPasswordTwice)
+        );
+        let env = RedisOptions {
+            password: Some("pw-from-env".to_owned()),
+            ..RedisOptions::default()
+        };
+        assert_eq!(
+            redis_url("redis://:in-url@127.0.0.1/", &env),
+            Err(ConfigError::RedisPasswordTwice)
+        );
+        // Compose passes an unset variable as an empty one.
+        let empty = RedisOptions {
+            password: Some(String::new()),
+            ..RedisOptions::default()
+        };
+        let url = redis_url("redis://:in-url@127.0.0.1/", &empty).unwrap();
+        assert!(url.has_password_in_url());
+        assert_eq!(url.redacted(), "redis://:***@127.0.0.1/");
+        assert_eq!(url.password, None);
+    }
+
+    #[test]
+    fn ca_files_are_checked() {
+        let not_pem = TempFile::new(b"this is not a certificate\n");
+        let options = RedisOptions {
+            ca_file: Some(not_pem.0.clone()),
+            ..RedisOptions::default()
+        };
+        let text = redis_url("rediss://127.0.0.1:6380/", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("holds no certificate") && text.contains("Redis CA file"),
+            "{text}"
+        );
+        let garbled = TempFile::new(
+            b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        );
+        let options = RedisOptions {
+            ca_file: Some(garbled.0.clone()),
+            ..RedisOptions::default()
+        };
+        let text = redis_url("rediss://127.0.0.1:6380/", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("cannot be a CA"), "{text}");
+        // A CA for a connection that has no TLS would be silently unused.
+        assert_eq!(
+            redis_url("redis://127.0.0.1/", &options),
+            Err(ConfigError::RedisCaWithoutTls)
+        );
+    }
+
+    #[test]
+    fn certificate_checks_stay_on() {
+        assert_eq!(
+            redis_url(
+                "rediss://127.0.0.1:6380/#insecure",
+                &RedisOptions::default()
+            ),
+            Err(ConfigError::RedisInsecure)
+        );
+    }
+
+    #[test]
+    fn redis_settings_need_a_redis_store() {
+        let options = RedisOptions {
+            username: Some("relay".to_owned()),
+            ..RedisOptions::default()
+        };
+        assert_eq!(
+            StoreSettings::parse("memory", DEFAULT_REDIS_PREFIX, &options),
+            Err(ConfigError::RedisOptionWithoutRedis("--redis-username"))
+        );
+        assert_eq!(
+            redis_url("redis://other@127.0.0.1/", &options),
+            Err(ConfigError::RedisUsernameTwice)
+        );
+        assert_eq!(
+            redis_url("redis://127.0.0.1/", &options),
+            Err(ConfigError::RedisUsernameWithoutPassword)
+        );
+        let with_password = RedisOptions {
+            password: Some("pw".to_owned()),
+            ..options.clone()
+        };
+        let url = redis_url("redis://127.0.0.1/", &with_password).unwrap();
+        assert_eq!(url.username.as_deref(), Some("relay"));
+        for (given, shown) in [
+            ("rediss://relay:pw@h:6380/0", "rediss://relay:***@h:6380/0"),
+            ("redis://relay@h/", "redis://relay@h/"),
+            ("redis://h/#a@b", "redis://h/#a@b"),
+        ] {
+            assert_eq!(RedisUrl::plain(given).redacted(), shown);
+        }
+        assert!(matches!(
+            StoreSettings::parse("https://example.com", DEFAULT_REDIS_PREFIX, &options),
+            Err(ConfigError::Store(_))
+        ));
+    }
+
 }

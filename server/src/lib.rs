@@ -124,8 +124,10 @@ pub async fn serve_with_admin(
                 .with_policy(config.moderation),
         ),
         StoreSettings::Redis { url, prefix } => {
-            let store = RedisStore::open(url, prefix, config.inbox_capacity, config.room_capacity)?
-                .with_policy(config.moderation);
+            let store =
+                RedisStore::connect(url, prefix, config.inbox_capacity, config.room_capacity)
+                    .await?
+                    .with_policy(config.moderation);
             tracing::info!(%prefix, "chat state in Redis, shared with every node using it");
             Arc::new(store)
         }

@@ -4,11 +4,13 @@
 mod admin_cli;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use mcp_chat::limits;
+use mcp_chat_relay::config::RedisOptions;
 use mcp_chat_relay::moderation::{self, ModerationPolicy, WordList};
 use mcp_chat_relay::{RelayConfig, StoreSettings};
 use tracing_subscriber::EnvFilter;
@@ -16,8 +18,9 @@ use tracing_subscriber::EnvFilter;
 /// Anonymous chat between AI desktop clients, over MCP Streamable HTTP.
 ///
 /// Every flag can also be set through the environment variable shown. By default state lives
-/// in memory only (nothing is written to disk); with --store redis://... several relays share
-/// it and act as one.
+/// in memory only (nothing is written to disk); with --store redis://... (rediss://... for
+/// TLS) several relays share it and act as one. The Redis password has no flag: give it in a
+/// file (--redis-password-file) or in MCP_CHAT_REDIS_PASSWORD.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-chat-relay", version, about)]
 struct Args {
@@ -31,7 +34,8 @@ struct Args {
     bind: SocketAddr,
 
     /// Where chat state lives: `memory` (this process only), or a Redis URL such as
-    /// redis://127.0.0.1:6379/0 shared by every relay node that should act as one.
+    /// redis://127.0.0.1:6379/0 (rediss://host:6380/0 for TLS) shared by every relay node that
+    /// should act as one. Keep the password out of it: see --redis-password-file.
     #[arg(
         long,
         env = "MCP_CHAT_STORE",
@@ -43,6 +47,30 @@ struct Args {
     /// Prefix of every Redis key, so that several relays can share one Redis.
     #[arg(long, env = "MCP_CHAT_REDIS_PREFIX", default_value = mcp_chat_relay::config::DEFAULT_REDIS_PREFIX)]
     redis_prefix: String,
+
+    /// PEM file of the CA certificate(s) that signed the Redis server's certificate (rediss://
+    /// only). Without it the system's roots are used (SSL_CERT_FILE or SSL_CERT_DIR name others).
+    #[arg(long, env = "MCP_CHAT_REDIS_CA_FILE", value_name = "PATH")]
+    redis_ca_file: Option<PathBuf>,
+
+    /// PEM certificate chain the relay shows a Redis that checks client certificates (mutual
+    /// TLS, rediss:// only); with --redis-client-key-file.
+    #[arg(long, env = "MCP_CHAT_REDIS_CLIENT_CERT_FILE", value_name = "PATH")]
+    redis_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis-client-cert-file.
+    #[arg(long, env = "MCP_CHAT_REDIS_CLIENT_KEY_FILE", value_name = "PATH")]
+    redis_client_key_file: Option<PathBuf>,
+
+    /// The Redis user to log in as (Redis 6 ACL); without it, the URL's, else `default`.
+    #[arg(long, env = "MCP_CHAT_REDIS_USERNAME", value_name = "NAME")]
+    redis_username: Option<String>,
+
+    /// File holding the Redis password on one line (systemd credentials, container secrets).
+    /// Or set MCP_CHAT_REDIS_PASSWORD: there is no flag that takes the password itself, as
+    /// command lines are visible to every local user.
+    #[arg(long, env = "MCP_CHAT_REDIS_PASSWORD_FILE", value_name = "PATH")]
+    redis_password_file: Option<PathBuf>,
 
     /// Host name clients use to reach the relay, accepted in the Host header besides the
     /// loopback names (DNS-rebinding protection). Repeat or separate with commas.
@@ -211,6 +239,21 @@ pub(crate) fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Re
     }
 }
 
+/// The Redis password in `MCP_CHAT_REDIS_PASSWORD` (empty: none, as Compose passes an unset
+/// variable).
+fn redis_password_from_env() -> anyhow::Result<Option<String>> {
+    match std::env::var(REDIS_PASSWORD_ENV) {
+        Ok(password) => Ok(Some(password).filter(|p| !p.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{REDIS_PASSWORD_ENV} is not valid UTF-8")
+        }
+    }
+}
+
+/// The environment variable that may hold the Redis password (it has no flag).
+const REDIS_PASSWORD_ENV: &str = "MCP_CHAT_REDIS_PASSWORD";
+
 impl Args {
     fn into_config(mut self) -> anyhow::Result<RelayConfig> {
         if let Some(path) = &self.access_token_file {
@@ -236,9 +279,17 @@ impl Args {
             })?),
             None => WordList::default(),
         };
+        let redis = RedisOptions {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert_file: self.redis_client_cert_file.clone(),
+            client_key_file: self.redis_client_key_file.clone(),
+            username: self.redis_username.clone(),
+            password_file: self.redis_password_file.clone(),
+            password: redis_password_from_env()?,
+        };
         let day = 24 * 60 * 60;
         Ok(RelayConfig {
-            store: StoreSettings::parse(&self.store, &self.redis_prefix)?,
+            store: StoreSettings::parse(&self.store, &self.redis_prefix, &redis)?,
             allowed_hosts: self.allowed_hosts,
             any_host: self.any_host,
             allowed_origins: self.allowed_origins,
@@ -282,7 +333,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let mut args = Args::parse();
+    let matches = Args::command().get_matches();
+    // The store URL is in `ps` output only when it came from the command line.
+    let store_on_command_line =
+        matches.value_source("store") == Some(clap::parser::ValueSource::CommandLine);
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(Command::Admin(admin)) = args.command.take() {
         return admin_cli::run(admin).await;
     }
@@ -290,6 +345,16 @@ async fn main() -> anyhow::Result<()> {
     let admin_bind = args.admin_bind;
     let config = args.into_config()?;
     config.validate().context("invalid settings")?;
+    if let StoreSettings::Redis { url, .. } = &config.store
+        && store_on_command_line
+        && url.has_password_in_url()
+    {
+        tracing::warn!(
+            "the Redis password is in the --store URL on the command line, where every local \
+             user can read it (ps, /proc); leave it out of the URL and put it in a file named by \
+             --redis-password-file, or in {REDIS_PASSWORD_ENV}"
+        );
+    }
     if !config.blocked_words.is_empty() {
         tracing::info!(entries = config.blocked_words.len(), "blocked words loaded");
     }

@@ -24,11 +24,13 @@ use mcp_chat::tools::{
     ChatStatus, GetMessagesOutput, LeaveChatOutput, LeftPlace, SendMessageOutput, TranscriptMessage,
 };
 use mcp_chat::{ErrorCode, ToolError};
+use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{ChatStore, ParticipantKey, ReadBatch, StoreCounts, new_random_room_id, refusal};
+use crate::config::RedisUrl;
 use crate::moderation::{
     Access, BanRefusal, BanRequest, EvidenceEntry, ModerationCounts, ModerationPolicy,
     ReportFiling, StoredBan, StoredReport,
@@ -53,6 +55,23 @@ pub enum RedisStoreError {
     /// The URL is not a Redis URL this relay can use.
     #[error("invalid Redis URL: {0}")]
     Url(String),
+    /// The TLS handshake failed: a certificate that is not trusted or not for this host, or a
+    /// port that does not speak TLS.
+    #[error("TLS connection to Redis at {addr} failed: {reason}")]
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// What failed, and what to check.
+        reason: String,
+    },
+    /// Redis refused the credentials, or wants some and got none.
+    #[error("Redis at {addr} refused the login: {reason}")]
+    Auth {
+        /// `host:port`.
+        addr: String,
+        /// What Redis said, and what to check.
+        reason: String,
+    },
 }
 
 /// [`ChatStore`] in Redis, shared by every relay node that uses the same Redis and prefix.
@@ -159,6 +178,175 @@ async fn follow_events(client: redis::Client, channel: String, watchers: Arc<Wat
     }
 }
 
+/// The client for `url`: its credentials set, and for `rediss://` its trust anchors (the
+/// given CA, else the system's roots).
+fn client_for(url: &RedisUrl) -> Result<redis::Client, RedisStoreError> {
+    let invalid = |e: redis::RedisError| RedisStoreError::Url(e.to_string());
+    let mut info = url.url.as_str().into_connection_info().map_err(invalid)?;
+    let mut login = info.redis_settings().clone();
+    if let Some(username) = &url.username {
+        login = login.set_username(username);
+    }
+    if let Some(password) = &url.password {
+        login = login.set_password(password);
+    }
+    info = info.set_redis_settings(login);
+    if !url.is_tls() {
+        return redis::Client::open(info).map_err(invalid);
+    }
+    // The provider rustls uses for every TLS connection of the process (ring, as the
+    // bridge): chosen here, as a build with more than one provider has no default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certificates = redis::TlsCertificates {
+        client_tls: url
+            .client_identity
+            .as_ref()
+            .map(|identity| redis::ClientTlsConfig {
+                client_cert: identity.cert_pem.clone(),
+                client_key: identity.key_pem.clone(),
+            }),
+        root_cert: url.ca_pem.clone(),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(invalid)
+}
+
+/// Opens one connection and sends `PING`: fails on what a retry cannot fix (TLS, the login),
+/// warns and passes when Redis cannot be reached in time.
+async fn check_connection(client: &redis::Client, url: &RedisUrl) -> Result<(), RedisStoreError> {
+    let addr = client.get_connection_info().addr().to_string();
+    let attempt = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    let error = match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
+        Ok(Ok(_)) => {
+            tracing::info!(%addr, tls = url.is_tls(), "connected to Redis");
+            return Ok(());
+        }
+        Ok(Err(error)) => error,
+        Err(_) => redis::RedisError::from((redis::ErrorKind::Io, "no answer in time")),
+    };
+    if let Some(tls) = tls_error(&error) {
+        return Err(RedisStoreError::Tls {
+            addr,
+            reason: tls_advice(tls, url),
+        });
+    }
+    let text = error.to_string();
+    if error.kind() == redis::ErrorKind::InvalidClientConfig {
+        return Err(RedisStoreError::Tls {
+            addr,
+            reason: format!("the TLS settings cannot be used: {text}"),
+        });
+    }
+    if error.kind() == redis::ErrorKind::AuthenticationFailed || error.code() == Some("WRONGPASS") {
+        return Err(RedisStoreError::Auth {
+            addr,
+            reason: format!(
+                "{text} (check the user name and the password: --redis-username, \
+                 --redis-password-file or MCP_CHAT_REDIS_PASSWORD)"
+            ),
+        });
+    }
+    if error.code() == Some("NOAUTH") || text.contains("NOAUTH") {
+        return Err(RedisStoreError::Auth {
+            addr,
+            reason: "it requires a password and none was given (give one with \
+                     --redis-password-file or MCP_CHAT_REDIS_PASSWORD)"
+                .to_owned(),
+        });
+    }
+    if !url.is_tls() && error.is_connection_dropped() && !error.is_connection_refusal() {
+        tracing::warn!(
+            %addr,
+            %error,
+            "Redis dropped the connection at once; if it speaks TLS only, use rediss://. \
+             Starting anyway (chat tools answer `unavailable` until it answers)"
+        );
+    } else if url.is_tls() && error.is_timeout() {
+        tracing::warn!(
+            %addr,
+            %error,
+            "Redis did not answer the TLS handshake in time; if that port speaks plain Redis, \
+             use redis://. Starting anyway (chat tools answer `unavailable` until it answers)"
+        );
+    } else {
+        tracing::warn!(
+            %addr,
+            %error,
+            "cannot reach Redis yet; starting anyway (chat tools answer `unavailable` until it \
+             answers)"
+        );
+    }
+    Ok(())
+}
+
+/// The rustls error behind `error`, if the TLS layer failed: redis keeps the I/O error in an
+/// `Arc`, and tokio-rustls keeps the rustls error inside that I/O error.
+fn tls_error(error: &redis::RedisError) -> Option<&rustls::Error> {
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(mut current) = source {
+        if let Some(shared) = current.downcast_ref::<Shared>() {
+            current = shared.as_ref();
+        }
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// What a TLS failure means for the operator.
+fn tls_advice(error: &rustls::Error, url: &RedisUrl) -> String {
+    use rustls::CertificateError;
+    let trusted = if url.ca_pem.is_some() {
+        "it trusts the CA certificates in --redis-ca-file only"
+    } else {
+        "it trusts the system's roots; give the CA that signed it with --redis-ca-file (a \
+         container image without a CA bundle has no roots at all)"
+    };
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "{error}: the server's certificate is not signed by a CA this relay trusts: \
+             {trusted}"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!("{error}: the server's certificate is not for the host name in the store URL"),
+        rustls::Error::InvalidCertificate(_) => {
+            format!("{error}: the server's certificate is not acceptable")
+        }
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => format!(
+            "{error}: Redis requires a client certificate (mutual TLS); give it with \
+             --redis-client-cert-file and --redis-client-key-file"
+        ),
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::AccessDenied,
+        ) if url.client_identity.is_some() => format!(
+            "{error}: Redis does not accept the client certificate in \
+             --redis-client-cert-file (is it signed by a CA in Redis' --tls-ca-cert-file?)"
+        ),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("{error}: is this Redis port a TLS port (--tls-port)?")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// What every failed Redis call tells the participant (the cause goes to the log).
 fn unavailable(error: redis::RedisError) -> ToolError {
     tracing::warn!(%error, "Redis call failed");
@@ -200,16 +388,41 @@ fn parse_events(flat: &[String]) -> Result<Vec<ChatEvent>, ToolError> {
 }
 
 impl RedisStore {
-    /// A store on the Redis at `url` (`redis://[:password@]host[:port][/db]`), with keys under
-    /// `prefix`. Connects lazily: a relay starts while Redis is still coming up, and its calls
-    /// fail with `unavailable` until Redis answers.
+    /// A store on the Redis at `url`, with keys under `prefix`, once one connection has shown
+    /// that the settings work: a certificate that is not trusted, a wrong password or a missing
+    /// one stop the relay at start, with what to fix. A Redis that does not answer yet does not
+    /// (it may be starting too): the relay then starts, logs a warning, and its calls fail with
+    /// `unavailable` until Redis answers.
+    pub async fn connect(
+        url: &RedisUrl,
+        prefix: &str,
+        inbox_capacity: usize,
+        room_capacity: usize,
+    ) -> Result<Self, RedisStoreError> {
+        let client = client_for(url)?;
+        check_connection(&client, url).await?;
+        Self::with_client(client, prefix, inbox_capacity, room_capacity)
+    }
+
+    /// A store on the Redis at `url` (`redis[s]://[[user]:password@]host[:port][/db]`, the
+    /// system's roots for TLS), with keys under `prefix`. Connects lazily, without the checks
+    /// of [`Self::connect`].
     pub fn open(
         url: &str,
         prefix: &str,
         inbox_capacity: usize,
         room_capacity: usize,
     ) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url).map_err(|e| RedisStoreError::Url(e.to_string()))?;
+        let client = client_for(&RedisUrl::plain(url))?;
+        Self::with_client(client, prefix, inbox_capacity, room_capacity)
+    }
+
+    fn with_client(
+        client: redis::Client,
+        prefix: &str,
+        inbox_capacity: usize,
+        room_capacity: usize,
+    ) -> Result<Self, RedisStoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))

@@ -18,6 +18,8 @@ mod moderation;
 mod pane;
 mod redis;
 mod redis_harness;
+mod redis_tls;
+mod redis_tls_harness;
 mod session_layer;
 mod shutdown;
 mod store_parity;
