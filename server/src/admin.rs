@@ -29,11 +29,11 @@ use mcp_chat::ToolError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::Node;
 use crate::http::constant_time_eq;
 use crate::moderation::{
     self, BanRefusal, BanRequest, BanView, MAX_LISTED_REPORTS, ReportView, pseudonym,
 };
+use crate::node::Node;
 use crate::store::ParticipantKey;
 
 /// The admin API's routes, all behind the token check.

@@ -26,10 +26,10 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::Node;
 use crate::address::address_key;
 use crate::metrics::Rejection;
 use crate::moderation::{self, Access, ReportFiling};
+use crate::node::Node;
 use crate::sessions::{LogRank, SessionId};
 use crate::store::ParticipantKey;
 

@@ -13,10 +13,10 @@ use axum::routing::{any, get};
 use http::{HeaderValue, Method, StatusCode, header};
 use mcp_chat::protocol::{IDENTITY_HEADER, MAX_IDENTITY_TOKEN_CHARS, MIN_IDENTITY_TOKEN_CHARS};
 
-use crate::Node;
 use crate::address::{ClientAddress, PeerAddress, SessionRefusal, forwarded_for};
 use crate::mcp::{self, SESSION_HEADER, http_error as jsonrpc_error};
 use crate::metrics::Rejection;
+use crate::node::Node;
 use crate::{origin, page};
 
 /// The relay's routes.

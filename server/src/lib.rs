@@ -13,6 +13,7 @@
 //!   Host and Origin rules; `page`: the chat page at `/` and its same-origin rule; `address`:
 //!   limits per client address; `listen`: accepting connections; `metrics`, `rate_limit`.
 //! - [`moderation`]: reports, bans, cooldowns and the word list; `admin`: the admin API.
+//! - `node`: what every request of a node shares ([`serve`] builds it).
 
 mod address;
 mod admin;
@@ -23,6 +24,7 @@ mod listen;
 mod mcp;
 mod metrics;
 pub mod moderation;
+mod node;
 mod origin;
 mod page;
 mod push;
@@ -42,8 +44,9 @@ pub use config::{ConfigError, RelayConfig, StoreSettings};
 
 use crate::address::AddressLimits;
 use crate::metrics::Metrics;
+use crate::node::Node;
 use crate::rate_limit::RateLimiter;
-use crate::sessions::{SessionEnd, SessionRegistry};
+use crate::sessions::SessionRegistry;
 use crate::store::{ChatStore, MemoryStore, RedisStore, RedisStoreError};
 
 /// After shutdown starts: how long pushers get to deliver the final `partner.disconnected`
@@ -64,33 +67,6 @@ pub enum RelayError {
     /// The HTTP server failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// What every session of this node shares.
-pub(crate) struct Node {
-    config: RelayConfig,
-    store: Arc<dyn ChatStore>,
-    sessions: Arc<SessionRegistry>,
-    limiter: RateLimiter,
-    addresses: Arc<AddressLimits>,
-    metrics: Metrics,
-    /// Cancelled when shutdown starts: tools refuse new work, waits return.
-    shutdown: CancellationToken,
-    started: Instant,
-}
-
-impl Node {
-    /// Closes a session. `explicit` (a DELETE): its participant ends now and its partners
-    /// hear `disconnected`; otherwise the participant's grace period runs.
-    pub(crate) async fn end_session(&self, id: &str, explicit: bool) {
-        if let Some(SessionEnd::Explicit(who)) = self.sessions.close(id, explicit) {
-            tracing::debug!(participant = ?who, "session deleted by its client");
-            if let Err(error) = self.store.end(&who, DisconnectReason::Disconnected).await {
-                tracing::warn!(%error, "could not end participant after DELETE");
-            }
-            self.limiter.forget(&who);
-        }
-    }
 }
 
 /// Serves the relay on `listener` until `shutdown` completes, then closes every session and

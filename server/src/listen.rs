@@ -22,9 +22,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::Node;
 use crate::address::PeerAddress;
 use crate::metrics::Rejection;
+use crate::node::Node;
 
 /// Serves `app` on `listener` with at most `max_connections` open at once, until `shutdown`
 /// completes; then waits for the open connections to finish.

@@ -48,10 +48,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::Node;
 use crate::address::ClientAddress;
 use crate::handler::{CallContext, ChatHandler};
 use crate::metrics::Rejection;
+use crate::node::Node;
 use crate::push;
 use crate::sessions::{CallRefusal, ResumedAnswer, SessionId};
 use crate::sse;

@@ -30,7 +30,7 @@ use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::Node;
+use crate::node::Node;
 use crate::sessions::{SessionId, StreamGuard, StreamView};
 use crate::sse;
 use crate::store::ParticipantKey;
