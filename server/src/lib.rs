@@ -52,6 +52,8 @@ use crate::store::{ChatStore, MemoryStore, RedisStore, RedisStoreError};
 /// After shutdown starts: how long pushers get to deliver the final `partner.disconnected`
 /// events before sessions are closed.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// Open connections the admin API accepts at once.
+const ADMIN_CONNECTIONS: usize = 32;
 /// After shutdown starts: the longest the relay waits for connections to finish.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -138,16 +140,15 @@ pub async fn serve_with_admin(
 
     let app = http::router(node.clone());
 
+    // The admin API gets the public listener's header-read timeout and a connection cap of its
+    // own: it is private, but a stuck client must not hold it open.
     let admin = admin.map(|listener| {
         let stop = node.shutdown.clone();
         let app = admin::router(node.clone());
+        let node = node.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "the admin API stopped");
-            }
+            let stopped = async move { stop.cancelled().await };
+            listen::serve_http(listener, app, ADMIN_CONNECTIONS, node, stopped).await;
         })
     });
     let sweeper = tokio::spawn(sweep(node.clone()));

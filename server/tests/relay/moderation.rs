@@ -481,3 +481,32 @@ async fn report_evidence_ban_refused_across_redis_nodes() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = Duration::ZERO;
 }
+
+/// The admin listener closes a connection that does not send a complete request head within
+/// the header-read timeout, as the public one does (it once used `axum::serve`, which has none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_closes_a_half_sent_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = admin_config();
+    config.header_read_timeout = Duration::from_millis(500);
+    let (relay, admin) = start_with(config).await;
+    let address = relay
+        .admin_url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /admin/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "the half-sent request is cut off after the header timeout: {closed:?}"
+    );
+    // The listener still serves whole requests.
+    let (status, _) = admin.get("/admin/stats").await;
+    assert_eq!(status, 200);
+}
