@@ -514,22 +514,29 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-/// Reads one JSON-RPC message; `Err((code, why))` for a body that is not one.
+/// Reads one JSON-RPC message; `Err((code, why))` for a body that is not one. One pass over the
+/// bytes: serde's error category tells a syntax error (-32700) from JSON of the wrong shape
+/// (-32600).
 fn parse_message(bytes: &[u8]) -> Result<Message, (i32, String)> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let invalid = |why: &str| (-32600, format!("Invalid Request: {why}"));
+    let not_json = |e: serde_json::Error| {
         (
             -32700,
             format!("Parse error: the body is not valid JSON ({e})"),
         )
-    })?;
-    let invalid = |why: &str| (-32600, format!("Invalid Request: {why}"));
-    if value.is_array() {
+    };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(not_json)?;
         return Err(invalid(
             "batches are not supported: send one JSON-RPC message per POST",
         ));
     }
-    let envelope: Envelope = serde_json::from_value(value)
-        .map_err(|e| invalid(&format!("not a JSON-RPC 2.0 request or notification ({e})")))?;
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            invalid(&format!("not a JSON-RPC 2.0 request or notification ({e})"))
+        }
+        _ => not_json(e),
+    })?;
     if envelope.jsonrpc.as_deref() != Some("2.0") {
         return Err(invalid("`jsonrpc` must be \"2.0\""));
     }

@@ -26,7 +26,8 @@ use futures::Stream;
 use mcp_chat::ChatEvent;
 use mcp_chat::protocol::EVENT_LOGGER;
 use mcp_chat::render;
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
+use rmcp::model::LoggingLevel;
+use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -249,27 +250,53 @@ impl Pusher {
 
 /// One event as SSE: its custom notification, then (with `mirror`) its logging notification.
 /// Only the last frame carries the id, so a cut between the two repeats the first on resume
-/// rather than losing the second.
+/// rather than losing the second. Serialized straight from the event (no JSON tree in between:
+/// this runs once per event and recipient).
 fn event_frames(event: &ChatEvent, mirror: bool) -> Bytes {
     let id = event.seq.to_string();
-    let params = serde_json::to_value(event).unwrap_or_default();
-    let custom = serde_json::json!({
-        "jsonrpc": "2.0",
-        "method": event.method(),
-        "params": params,
-    });
+    let custom = Notification {
+        jsonrpc: "2.0",
+        method: event.method(),
+        params: event,
+    };
     if !mirror {
         return sse::frame(Some(&id), &custom);
     }
-    let data = serde_json::json!({ "text": render::event_line(event), "event": params });
-    let logging =
-        LoggingMessageNotificationParam::new(LoggingLevel::Info, data).with_logger(EVENT_LOGGER);
-    let logging = serde_json::json!({
-        "jsonrpc": "2.0",
-        "method": "notifications/message",
-        "params": logging,
-    });
+    // The shape of `notifications/message` (rmcp's `LoggingMessageNotificationParam`), with
+    // the event borrowed.
+    let logging = Notification {
+        jsonrpc: "2.0",
+        method: "notifications/message",
+        params: LoggingParams {
+            level: LoggingLevel::Info,
+            logger: EVENT_LOGGER,
+            data: LogData {
+                text: render::event_line(event),
+                event,
+            },
+        },
+    };
     let mut both = sse::frame(None, &custom).to_vec();
     both.extend_from_slice(&sse::frame(Some(&id), &logging));
     Bytes::from(both)
+}
+
+#[derive(Serialize)]
+struct Notification<'a, P: Serialize> {
+    jsonrpc: &'static str,
+    method: &'a str,
+    params: P,
+}
+
+#[derive(Serialize)]
+struct LoggingParams<'a> {
+    level: LoggingLevel,
+    logger: &'static str,
+    data: LogData<'a>,
+}
+
+#[derive(Serialize)]
+struct LogData<'a> {
+    text: String,
+    event: &'a ChatEvent,
 }
