@@ -135,7 +135,20 @@ impl Bridge {
         extra_env: &[(&str, &str)],
         reading: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-chat-bridge"));
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_mcp-chat-bridge"));
+        Self::spawn_program(program, relay_url, dir, extra_env, reading)
+    }
+
+    /// Like [`Bridge::spawn_gated`], for the bridge binary at `program` (e.g. one unpacked
+    /// from a bundle).
+    pub fn spawn_program(
+        program: &std::path::Path,
+        relay_url: &str,
+        dir: PathBuf,
+        extra_env: &[(&str, &str)],
+        reading: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Self {
+        let mut command = Command::new(program);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

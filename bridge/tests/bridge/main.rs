@@ -3,6 +3,7 @@
 mod common;
 
 mod apps;
+mod bundle;
 mod chat;
 mod failover;
 mod fault_proxy;
