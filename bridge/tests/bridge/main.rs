@@ -4,6 +4,7 @@ mod common;
 
 mod apps;
 mod bundle;
+mod capabilities;
 mod chat;
 mod failover;
 mod fault_proxy;

@@ -8,6 +8,7 @@ mod common;
 
 mod abuse;
 mod addresses;
+mod capabilities;
 mod chat;
 mod conformance;
 mod deploy;
