@@ -52,7 +52,7 @@ if [ ! -x "$bridge" ] || [ ! -x "$relay_bin" ]; then
     (cd "$root" && cargo build -q -p mcp-chat-bridge -p mcp-chat-relay) || exit 2
 fi
 
-base=${HOSTS_CHECK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcp-chat/hosts-check}
+base=${HOSTS_CHECK_DIR:-${XDG_CACHE_HOME:-${HOME:?no HOME: set HOSTS_CHECK_DIR}/.cache}/mcp-chat/hosts-check}
 mkdir -p "$base"
 work=$(mktemp -d "$base/hosts-check.XXXXXX")
 chmod 700 "$work"
@@ -126,20 +126,24 @@ show() {
     echo "-- $1 printed:"
     sed 's/^/   | /' "$2"
 }
-# no_warnings <host> <file>...: no line warns or errs about MCP or mcp-chat, other than the
-# stub's refusal, which every prompt ends with.
+# no_warnings <host> <file>...: no schema warning at all (AJV's `unknown format "uint32"
+# ignored in schema ...`, which names no server), and no line that warns or errs about MCP or
+# mcp-chat, other than the stub's refusal, which every prompt ends with. (The work directory's
+# own name is taken out first: it may contain "mcp-chat".)
 no_warnings() {
     name=$1
     shift
-    # (The work directory's own name is taken out first: it may contain "mcp-chat".)
-    found=$(cat "$@" | sed "s|$work|<work>|g" | grep -i 'warn\|error\|unknown format\|ignored in schema' \
-        | grep -i 'mcp' | grep -v 'this is not a model' || true)
+    lines=$(cat "$@" | sed "s|$work|<work>|g" | grep -v 'this is not a model' || true)
+    found=$(
+        printf '%s\n' "$lines" | grep -i 'unknown format\|ignored in schema\|strict mode' || true
+        printf '%s\n' "$lines" | grep -i 'warn\|error' | grep -i 'mcp' || true
+    )
     if [ -n "$found" ]; then
-        echo "FAIL: $name warned about MCP:"
-        echo "$found" | sed 's/^/   | /'
+        echo "FAIL: $name warned:"
+        printf '%s\n' "$found" | sort -u | sed 's/^/   | /'
         failures=$((failures + 1))
     else
-        echo "ok: $name printed no warning about MCP"
+        echo "ok: $name printed no warning about MCP or a schema"
     fi
 }
 clear_stub() {
@@ -160,6 +164,8 @@ clear_stub
 host ANTHROPIC_API_KEY=sk-ant-hosts-check ANTHROPIC_BASE_URL="$stub" \
     claude -p "hello" --output-format stream-json --verbose \
     >"$work/claude-p.out" 2>"$work/claude-p.err" || true
+echo "-- claude -p (stream-json) printed $(wc -l <"$work/claude-p.out") events; the last:"
+tail -n 1 "$work/claude-p.out" | cut -c1-300 | sed 's/^/   | /'
 check "Claude Code's init event" "$node" "$root/tests/hosts/expect.mjs" claude-init \
     "$work/claude-p.out" $tools
 check "Claude Code's model request" "$node" "$root/tests/hosts/expect.mjs" requests \
@@ -191,6 +197,8 @@ clear_stub
 host GEMINI_CLI_SYSTEM_SETTINGS_PATH="$work/gemini-system.json" GEMINI_API_KEY=hosts-check \
     GOOGLE_GEMINI_BASE_URL="$stub" gemini -p "hello" --approval-mode yolo \
     --output-format stream-json >"$work/gemini-p.out" 2>"$work/gemini-p.err" || true
+echo "-- gemini -p (stream-json) printed:"
+cut -c1-300 "$work/gemini-p.out" | sed 's/^/   | /'
 check "Gemini CLI's model request" "$node" "$root/tests/hosts/expect.mjs" requests \
     "$work/stub" gemini $tools
 no_warnings "Gemini CLI" "$work/gemini-list.out" "$work/gemini-p.err"
@@ -208,6 +216,8 @@ clear_stub
 host codex exec --skip-git-repo-check -c 'model_provider="hosts-check"' \
     -c "model_providers.hosts-check={name=\"hosts-check\",base_url=\"$stub/v1\",wire_api=\"responses\"}" \
     -c 'model="hosts-check"' "hello" </dev/null >"$work/codex-exec.out" 2>"$work/codex-exec.err" || true
+echo "-- codex exec printed (stderr):"
+sed "s|$work|<work>|g" "$work/codex-exec.err" | cut -c1-300 | sed 's/^/   | /'
 check "Codex CLI's model request" "$node" "$root/tests/hosts/expect.mjs" requests \
     "$work/stub" openai $tools
 no_warnings "Codex CLI" "$work/codex-list.out" "$work/codex-exec.err"
