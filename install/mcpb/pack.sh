@@ -93,13 +93,15 @@ for license in "$root"/LICENSE*; do
     [ -f "$license" ] || continue
     cp "$license" "$dir/${license##*/}"
 done
-# The manifest as committed, but for this platform only. Node does the JSON, so the file
-# keeps every other byte of meaning.
+# The manifest as committed, but for this platform only (on Windows with the entry point's
+# real name, server/mcp-chat-bridge.exe). Node does the JSON, so the file keeps every other
+# byte of meaning.
 "$node" -e '
 const fs = require("fs");
 const [from, to, platform] = process.argv.slice(1);
 const manifest = JSON.parse(fs.readFileSync(from, "utf8"));
 manifest.compatibility = { ...manifest.compatibility, platforms: [platform] };
+if (platform === "win32") manifest.server.entry_point += ".exe";
 fs.writeFileSync(to, JSON.stringify(manifest, null, 2) + "\n");
 ' "$here/manifest.json" "$dir/manifest.json" "$platform" || die "cannot write the staged manifest"
 chmod 644 "$dir"/manifest.json "$dir"/icon.png "$dir"/README.md

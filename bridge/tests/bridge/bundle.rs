@@ -384,7 +384,9 @@ fn registry_entry_matches_the_release_and_the_settings() {
 
 /// `mcpb validate` accepts the manifest; `install/mcpb/pack.sh` packs this build's bridge with
 /// `mcpb pack`; the bundle holds the manifest (narrowed to this platform), the icon and the
-/// very binary, executable; started from the unpacked bundle as Claude Desktop starts it, the
+/// very binary, executable (a Windows bundle names `server/mcp-chat-bridge.exe` as its entry
+/// point; a target without a Claude Desktop is refused); started from the unpacked bundle as
+/// Claude Desktop starts it, the
 /// bridge reaches a relay and lists the manifest's tools to the model. The registry entry
 /// validates against the registry's schema, and so does the release's copy of it with every
 /// bundle's checksum filled in.
@@ -478,6 +480,40 @@ async fn bundle_packs_this_build_and_the_registry_entry_validates() {
     }
     let out = tools.mcpb(&[&"validate", &unpacked.join("manifest.json")]);
     assert!(out.status.success(), "the packed manifest:\n{}", text(&out));
+
+    // A Windows bundle (a stand-in for the .exe: only the packing is looked at): the entry
+    // point is the .exe, the platform win32. A target no Claude Desktop runs on is refused.
+    let win_bin = work.join("win-bin");
+    std::fs::create_dir_all(&win_bin).unwrap();
+    std::fs::write(win_bin.join("mcp-chat-bridge.exe"), b"MZ stand-in").unwrap();
+    let pack = |target: &str, bin: &Path| {
+        Command::new("sh")
+            .arg(root.join("install/mcpb/pack.sh"))
+            .arg(target)
+            .arg(bin)
+            .arg(work.join("win-dist"))
+            .env("NODE", &tools.node)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run install/mcpb/pack.sh")
+    };
+    let out = pack("x86_64-pc-windows-msvc", &win_bin);
+    assert!(out.status.success(), "pack.sh for Windows:\n{}", text(&out));
+    let win_unpacked = work.join("win-unpacked");
+    let win_bundle = work.join("win-dist/mcp-chat-x86_64-pc-windows-msvc.mcpb");
+    let out = tools.mcpb(&[&"unpack", &win_bundle, &win_unpacked]);
+    assert!(out.status.success(), "mcpb unpack failed:\n{}", text(&out));
+    let mut windows = manifest();
+    windows["compatibility"]["platforms"] = json!(["win32"]);
+    windows["server"]["entry_point"] = json!("server/mcp-chat-bridge.exe");
+    assert_eq!(read_json(&win_unpacked.join("manifest.json")), windows);
+    assert_eq!(
+        std::fs::read(win_unpacked.join("server/mcp-chat-bridge.exe")).unwrap(),
+        b"MZ stand-in"
+    );
+    let out = pack("wasm32-unknown-unknown", &win_bin);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Claude Desktop platform"));
 
     // Started as Claude Desktop starts it: the command with ${__dirname} filled in, the env
     // with the user's relay URL.
