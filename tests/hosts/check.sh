@@ -56,7 +56,7 @@ base=${HOSTS_CHECK_DIR:-${XDG_CACHE_HOME:-${HOME:?no HOME: set HOSTS_CHECK_DIR}/
 mkdir -p "$base"
 work=$(mktemp -d "$base/hosts-check.XXXXXX")
 chmod 700 "$work"
-mkdir "$work/home" "$work/project" "$work/stub" "$work/npm"
+mkdir "$work/home" "$work/project" "$work/stub" "$work/npm" "$work/tmp"
 relay_pid=
 stub_pid=
 cleanup() {
@@ -82,10 +82,11 @@ PATH="$node_dir:$PATH" npm install --prefix "$work/npm" --no-save --no-package-l
     >"$work/npm.log" 2>&1 || { cat "$work/npm.log"; exit 2; }
 bin=$work/npm/node_modules/.bin
 
-# The hosts' environment: nothing of the caller's but what is named here.
+# The hosts' environment: nothing of the caller's but what is named here. TMPDIR too, so
+# that what a host leaves in its temp directory (Gemini CLI's error reports) goes with the rest.
 host() {
     env -i PATH="$bin:$node_dir:/usr/local/bin:/usr/bin:/bin" HOME="$work/home" \
-        TERM=dumb LANG=C.UTF-8 NO_COLOR=1 "$@"
+        TMPDIR="$work/tmp" TERM=dumb LANG=C.UTF-8 NO_COLOR=1 "$@"
 }
 
 "$relay_bin" --bind 127.0.0.1:0 >"$work/relay.log" 2>&1 &
