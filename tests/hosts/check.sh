@@ -17,7 +17,9 @@
 # test of its own); then one non-interactive prompt against tests/hosts/model-stub.mjs, a
 # stand-in for the model API on loopback, whose recorded request must offer the model every
 # tool the bridge lists. The stub answers 400, so no model runs and no tool is called. No
-# network but loopback and the npm registry. The bridge and relay are
+# network but loopback and the npm registry: after `npm install` everything runs in a network
+# namespace with only loopback (unshare -n; without one the script says so). The bridge and
+# relay are
 # $CARGO_TARGET_DIR/debug/{mcp-chat-bridge,mcp-chat-relay} (built when missing), or
 # $MCP_CHAT_BRIDGE and $MCP_CHAT_RELAY_BIN. Node is the pinned one of ui-tests
 # (npm ci --prefix ui-tests); Claude Code needs Node 22.
@@ -31,12 +33,14 @@ GEMINI_CLI=@google/gemini-cli@0.61.0
 CODEX_CLI=@openai/codex@0.171.0
 
 keep=0
-for arg in "$@"; do
-    case $arg in
-    --keep) keep=1 ;;
-    *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
-    esac
-done
+inner=
+case ${1:-} in
+--keep) keep=1 ;;
+# Internal: the second half, run inside the network namespace, on the prepared directory.
+--in-netns) inner=${2:?} ;;
+'') ;;
+*) echo "usage: $0 [--keep]" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -52,41 +56,68 @@ if [ ! -x "$bridge" ] || [ ! -x "$relay_bin" ]; then
     (cd "$root" && cargo build -q -p mcp-chat-bridge -p mcp-chat-relay) || exit 2
 fi
 
-base=${HOSTS_CHECK_DIR:-${XDG_CACHE_HOME:-${HOME:?no HOME: set HOSTS_CHECK_DIR}/.cache}/mcp-chat/hosts-check}
-mkdir -p "$base"
-work=$(mktemp -d "$base/hosts-check.XXXXXX")
-chmod 700 "$work"
-mkdir "$work/home" "$work/project" "$work/stub" "$work/npm" "$work/tmp"
+if [ -z "$inner" ]; then
+    base=${HOSTS_CHECK_DIR:-${XDG_CACHE_HOME:-${HOME:?no HOME: set HOSTS_CHECK_DIR}/.cache}/mcp-chat/hosts-check}
+    mkdir -p "$base"
+    work=$(mktemp -d "$base/hosts-check.XXXXXX")
+    chmod 700 "$work"
+    mkdir "$work/home" "$work/project" "$work/stub" "$work/npm" "$work/tmp"
+    cleanup() {
+        if [ "$keep" = 1 ]; then
+            echo "hosts check: kept $work"
+        else
+            rm -rf "$work"
+        fi
+    }
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    HOSTS_CHECK_STARTED=$(date +%s)
+    export HOSTS_CHECK_STARTED
+    echo "== installing $CLAUDE_CODE $GEMINI_CLI $CODEX_CLI"
+    # npm's cache stays the caller's, so a second run downloads nothing. Install scripts stay
+    # off (npm's default for packages not approved): the three run without theirs.
+    PATH="$node_dir:$PATH" npm install --prefix "$work/npm" --no-save --no-package-lock \
+        --no-audit --no-fund --loglevel=error "$CLAUDE_CODE" "$GEMINI_CLI" "$CODEX_CLI" \
+        >"$work/npm.log" 2>&1 || { cat "$work/npm.log"; exit 2; }
+
+    # The rest runs in a network namespace of its own with only loopback up, where one can be
+    # made (root, or unprivileged user namespaces): then nothing can reach the network, not
+    # even a host's telemetry. Otherwise it says so and runs on the machine's network.
+    status=0
+    if unshare -n sh -c 'ip link set lo up' >/dev/null 2>&1; then
+        echo "(hosts, bridge and relay run in a network namespace with loopback only)"
+        unshare -n sh -c 'ip link set lo up && exec sh "$1" --in-netns "$2"' sh "$0" "$work" \
+            || status=$?
+    else
+        echo "NOTE: cannot make a network namespace here (unshare -n, ip): the hosts run with"
+        echo "this machine's network; their nonessential traffic is switched off where they allow"
+        sh "$0" --in-netns "$work" || status=$?
+    fi
+    exit "$status"
+fi
+
+work=$inner
+started=${HOSTS_CHECK_STARTED:-$(date +%s)}
 relay_pid=
 stub_pid=
-cleanup() {
+stop_servers() {
     [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
     [ -n "$stub_pid" ] && kill "$stub_pid" 2>/dev/null || true
     wait 2>/dev/null || true
-    if [ "$keep" = 1 ]; then
-        echo "hosts check: kept $work"
-    else
-        rm -rf "$work"
-    fi
 }
-trap cleanup EXIT
+trap stop_servers EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-started=$(date +%s)
-echo "== installing $CLAUDE_CODE $GEMINI_CLI $CODEX_CLI"
-# npm's cache stays the caller's, so a second run downloads nothing. Install scripts stay off
-# (npm's default for packages not approved): the three run without theirs.
-PATH="$node_dir:$PATH" npm install --prefix "$work/npm" --no-save --no-package-lock \
-    --no-audit --no-fund --loglevel=error "$CLAUDE_CODE" "$GEMINI_CLI" "$CODEX_CLI" \
-    >"$work/npm.log" 2>&1 || { cat "$work/npm.log"; exit 2; }
 bin=$work/npm/node_modules/.bin
 
 # The hosts' environment: nothing of the caller's but what is named here. TMPDIR too, so
 # that what a host leaves in its temp directory (Gemini CLI's error reports) goes with the rest.
 host() {
     env -i PATH="$bin:$node_dir:/usr/local/bin:/usr/bin:/bin" HOME="$work/home" \
-        TMPDIR="$work/tmp" TERM=dumb LANG=C.UTF-8 NO_COLOR=1 "$@"
+        TMPDIR="$work/tmp" TERM=dumb LANG=C.UTF-8 NO_COLOR=1 \
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 "$@"
 }
 
 "$relay_bin" --bind 127.0.0.1:0 >"$work/relay.log" 2>&1 &
@@ -180,7 +211,7 @@ show "mcp-chat-bridge install --client gemini" "$work/gemini-install.out"
 # Gemini CLI starts no MCP server in a folder it does not trust: trust the project folder.
 printf '{ "%s": "TRUST_FOLDER" }\n' "$work/project" >"$work/home/.gemini/trustedFolders.json"
 # Its API-key login, as a system settings file, so the user file stays as the installer wrote it.
-printf '{ "security": { "auth": { "selectedType": "gemini-api-key" } } }\n' \
+printf '{ "security": { "auth": { "selectedType": "gemini-api-key" } }, "privacy": { "usageStatisticsEnabled": false } }\n' \
     >"$work/gemini-system.json"
 host GEMINI_CLI_SYSTEM_SETTINGS_PATH="$work/gemini-system.json" gemini mcp list \
     >"$work/gemini-list.out" 2>&1 || true
@@ -233,6 +264,6 @@ echo
 if [ "$failures" = 0 ]; then
     echo "PASSED: Claude Code, Gemini CLI and Codex CLI show mcp-chat and its tools (${took} s)"
 else
-    echo "FAILED: $failures check(s) (${took} s); run with --keep to look at $work"
+    echo "FAILED: $failures check(s) (${took} s); run with --keep to look at the work directory"
     exit 1
 fi
