@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_chat::errors::ERROR_META_KEY;
+use mcp_chat::errors::{ERROR_META_KEY, ErrorCode};
 use mcp_chat::events::{ChatEvent, EventBody, NOTIFICATION_METHODS};
 use mcp_chat::pane;
 use mcp_chat::protocol::{EVENT_LOGGER, EVENTS_CAPABILITY, supported_protocol_versions};
@@ -34,9 +34,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::internal_id::InternalId;
 use crate::settings::Settings;
 use crate::stdio::HostInput;
-use crate::upstream::{self, INTERNAL_ID_PREFIX, LastSeq, UpstreamEvent};
+use crate::upstream::{self, LastSeq, UpstreamEvent};
 
 /// URI of the resource that shows the current chat.
 pub const INBOX_URI: &str = "chat://current";
@@ -114,6 +115,10 @@ pub struct Bridge {
     /// Shared with the relay connection, which sends it when it opens a session.
     last_seq: LastSeq,
     internal_counter: u64,
+    /// The room of the chat the host is in, as far as the events tell (set by `chatroom.found`,
+    /// cleared when the room closes or the host leaves or moves on): after a reconnect the
+    /// bridge checks that the relay still has it.
+    room: Option<String>,
     shutdown: CancellationToken,
     connection: Option<tokio::task::JoinHandle<()>>,
 }
@@ -145,6 +150,30 @@ fn tool_error(message: &str) -> Value {
         "content": [{ "type": "text", "text": message }],
         "isError": true,
         "_meta": { ERROR_META_KEY: { "error": { "code": "unavailable", "message": message } } },
+    })
+}
+
+/// The tool result for a call the relay refused without reading it (its HTTP answer carried no
+/// request id: a body too large for it, or one it could not parse). Nothing of it took effect.
+fn refused_unread(refusal: &str) -> Value {
+    let (code, text) = if refusal.to_ascii_lowercase().contains("too large") {
+        (
+            ErrorCode::MessageTooLong,
+            format!(
+                "The text is too long: the relay refused the call unread ({refusal}), so \
+                 nothing was sent. Shorten it and send it again."
+            ),
+        )
+    } else {
+        (
+            ErrorCode::InvalidArgument,
+            format!("The relay refused the call unread ({refusal}), so nothing was sent."),
+        )
+    };
+    json!({
+        "content": [{ "type": "text", "text": text }],
+        "isError": true,
+        "_meta": { ERROR_META_KEY: { "error": { "code": code.as_str(), "message": text } } },
     })
 }
 
@@ -197,6 +226,7 @@ impl Bridge {
             seen_order: VecDeque::new(),
             last_seq,
             internal_counter: 0,
+            room: None,
             shutdown,
             connection: None,
         }
@@ -292,7 +322,26 @@ impl Bridge {
         }
     }
 
+    /// True when a request with this id is still waiting for its answer (forwarded, held, or
+    /// waiting for the tool list): a second one could not be told apart from it, at the relay or
+    /// by the host.
+    fn in_flight(&self, id: &Value) -> bool {
+        self.pending.contains_key(&id_key(id))
+            || self.held.iter().any(|h| h.message["id"] == *id)
+            || self.list_waiters.iter().any(|(_, waiting)| waiting == id)
+    }
+
     async fn on_host_request(&mut self, method: &str, id: Value, mut message: Value) {
+        if self.in_flight(&id) {
+            // Every request gets exactly one answer: the first keeps its id, this one is
+            // refused now (rmcp would otherwise route the relay's answers by id to one of them).
+            let why = format!(
+                "Invalid Request: a request with id {id} is already in flight; give each \
+                 request in flight its own id"
+            );
+            self.send_host(error(&id, -32600, &why)).await;
+            return;
+        }
         match method {
             "initialize" => {
                 let params = message.get("params").cloned().unwrap_or(Value::Null);
@@ -320,6 +369,17 @@ impl Bridge {
                 _ => self.answer_tools_list_offline(id).await,
             },
             "tools/call" => {
+                let tool = message["params"]["name"].as_str().unwrap_or_default();
+                if [
+                    tools::LEAVE_CHAT,
+                    tools::NEXT_CHAT,
+                    tools::ENTER_QUEUE,
+                    tools::JOIN_ROOM,
+                ]
+                .contains(&tool)
+                {
+                    self.room = None; // the host moves on by itself
+                }
                 self.add_default_display_name(&mut message);
                 self.forward_or_hold(id, message).await;
             }
@@ -528,7 +588,7 @@ impl Bridge {
     async fn send_set_level(&mut self) {
         if let Some(level) = self.host_log_level_set.clone() {
             self.internal_counter += 1;
-            let id = format!("{INTERNAL_ID_PREFIX}setlevel-{}", self.internal_counter);
+            let id = InternalId::SetLevel(self.internal_counter).to_value();
             self.send_relay(json!({
                 "jsonrpc": "2.0", "id": id, "method": "logging/setLevel", "params": { "level": level },
             }))
@@ -552,13 +612,24 @@ impl Bridge {
                         ),
                     )
                     .await;
+                    if self.room.is_some() {
+                        // A relay that restarted without its store kept nothing of the chat,
+                        // and nobody is left to say so: ask.
+                        self.internal_counter += 1;
+                        let id = InternalId::Status(self.internal_counter).to_value();
+                        self.send_relay(json!({
+                            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+                            "params": { "name": tools::CHAT_STATUS, "arguments": {} },
+                        }))
+                        .await;
+                    }
                 }
                 self.send_set_level().await;
                 if first || self.served_fallback_tools {
                     // Learn the relay's tool list: to serve it later while disconnected, and to
                     // tell the host if what it got from the contract was different.
                     self.internal_counter += 1;
-                    let id = format!("{INTERNAL_ID_PREFIX}tools-{}", self.internal_counter);
+                    let id = InternalId::Tools(self.internal_counter).to_value();
                     self.send_relay(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" }))
                         .await;
                 }
@@ -638,15 +709,28 @@ impl Bridge {
             // A request from the relay to the host (sampling, roots, elicitation, ping).
             (Some(_), Some(_)) => self.send_host(message).await,
             (None, Some(id)) => {
-                if let Some(internal) = id.as_str().filter(|s| s.starts_with(INTERNAL_ID_PREFIX)) {
-                    if internal.contains("-tools-") {
-                        self.on_relay_tools(message.get("result").cloned()).await;
+                if InternalId::is_internal(&id) {
+                    match InternalId::parse(&id) {
+                        Some(InternalId::Tools(_)) => {
+                            self.on_relay_tools(message.get("result").cloned()).await;
+                        }
+                        Some(InternalId::Status(_)) => {
+                            self.on_relay_status(&message["result"]).await;
+                        }
+                        _ => {}
                     }
                     return;
                 }
                 let Some(pending) = self.pending.remove(&id_key(&id)) else {
                     return; // cancelled by the host, or already answered as lost
                 };
+                if pending.method == "tools/call"
+                    && message["error"]["data"][upstream::REFUSED_UNREAD] == true
+                {
+                    let refusal = message["error"]["message"].as_str().unwrap_or_default();
+                    self.send_host(response(&id, refused_unread(refusal))).await;
+                    return;
+                }
                 if pending.method == "tools/list"
                     && let Some(result) = message.get("result")
                 {
@@ -663,6 +747,30 @@ impl Bridge {
             (Some(method), None) => self.on_relay_notification(&method, message).await,
             (None, None) => {}
         }
+    }
+
+    /// The relay's `chat_status` after a reconnect: if the room the host was in is gone, the
+    /// host hears that the chat ended (no `partner.disconnected` will come: the relay that
+    /// could send it kept nothing).
+    async fn on_relay_status(&mut self, result: &Value) {
+        let Some(room) = &self.room else { return };
+        if result["isError"] == true || result.is_null() {
+            return; // no verdict
+        }
+        if result["structuredContent"]["room_id"].as_str() == Some(room.as_str()) {
+            return;
+        }
+        self.room = None;
+        self.log_to_host(
+            "warning",
+            format!(
+                "mcp-chat: the chat ended: the relay {} no longer has your room (it restarted \
+                 without keeping its chats), so your partner is gone and nobody will say so. \
+                 Call enter_queue or join_room to chat again.",
+                self.settings.relay_url
+            ),
+        )
+        .await;
     }
 
     async fn on_relay_tools(&mut self, result: Option<Value>) {
@@ -717,6 +825,13 @@ impl Bridge {
                 };
                 if !self.first_sight("custom", &event) {
                     return;
+                }
+                match &event.body {
+                    EventBody::ChatroomFound { .. } => self.room = Some(event.room_id.clone()),
+                    EventBody::PartnerDisconnected {
+                        room_closed: true, ..
+                    } if self.room.as_deref() == Some(event.room_id.as_str()) => self.room = None,
+                    _ => {}
                 }
                 self.send_host(message).await;
                 // The logging line for hosts that show only logs (Claude Desktop), written here

@@ -21,6 +21,7 @@ pub mod clients;
 pub mod doctor;
 pub mod identity;
 pub mod install;
+mod internal_id;
 pub mod logfile;
 pub mod settings;
 mod stdio;

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ClientNotification, ClientRequest};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, RequestId, ServerJsonRpcMessage,
+};
 use rmcp::transport::common::client_side_sse::{BoxedSseResponse, ExponentialBackoff};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -36,10 +38,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::internal_id::InternalId;
 use crate::settings::Settings;
-
-/// Prefix of the ids of requests the bridge makes on its own (never forwarded to the host).
-pub const INTERNAL_ID_PREFIX: &str = "mcp-chat-bridge-";
 
 /// Longest the handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,7 +114,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             connected = connect(&settings, url, &identity, &last_seq, &init_params) => connected,
         };
-        let (mut transport, client, server) = match connected {
+        let (mut transport, client, server, mut signals) = match connected {
             Ok(connected) => connected,
             Err(cause) => {
                 let cause = if settings.relay_urls.len() > 1 {
@@ -151,7 +151,7 @@ pub async fn run(
 
         let (failures_tx, mut failures) = mpsc::channel::<(Option<Value>, String)>(64);
         let mut healthy = true;
-        let mut outstanding_ping: Option<(String, Instant)> = None;
+        let mut outstanding_ping: Option<(InternalId, Instant)> = None;
         let mut next_ping = tokio::time::Instant::now() + settings.ping_interval;
         // Since when the bridge has been reading the relay's messages: a ping's answer comes
         // among them, so a ping counts as unanswered only for time they could have been read.
@@ -183,9 +183,9 @@ pub async fn run(
                         break;
                     };
                     let Ok(value) = serde_json::to_value(&message) else { continue };
-                    let id = value.get("id").and_then(Value::as_str).unwrap_or("");
-                    if id.starts_with(INTERNAL_ID_PREFIX) && id.contains("-ping-") {
-                        if outstanding_ping.as_ref().is_some_and(|(p, _)| p == id) {
+                    let internal = value.get("id").and_then(InternalId::parse);
+                    if let Some(id @ InternalId::Ping(_)) = internal {
+                        if outstanding_ping.as_ref().is_some_and(|(p, _)| *p == id) {
                             outstanding_ping = None;
                             if !healthy {
                                 healthy = true;
@@ -201,14 +201,34 @@ pub async fn run(
                 Some(value) = outgoing.recv() => {
                     send(&mut transport, value, &failures_tx);
                 }
+                Some(signal) = signals.recv() => {
+                    // A refused connection is proof enough that nobody serves at this URL now,
+                    // and a forgotten session that the chat it held may be gone: either way
+                    // this transport is done, whatever the phase of the ping.
+                    let cause = match signal {
+                        Signal::Unreachable(cause) => format!("cannot reach the relay: {cause}"),
+                        Signal::SessionGone => {
+                            "the relay no longer knows this session (it restarted or expired it)"
+                                .to_owned()
+                        }
+                    };
+                    let cause = if settings.relay_urls.len() > 1 {
+                        node += 1;
+                        format!("{url}: {cause}")
+                    } else {
+                        cause
+                    };
+                    if let Some(event) = waiting.take() {
+                        let _ = events.send(event).await;
+                    }
+                    let _ = events.send(UpstreamEvent::Lost { cause, transport_gone: true }).await;
+                    break;
+                }
                 Some((id, cause)) = failures.recv(), if waiting.is_none() => {
-                    let is_ping = id
-                        .as_ref()
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| s.starts_with(INTERNAL_ID_PREFIX) && s.contains("-ping-"));
-                    if is_ping {
+                    let ping = id.as_ref().and_then(InternalId::parse);
+                    if let Some(ping @ InternalId::Ping(_)) = ping {
                         // A late failure of an older ping says nothing about the link now.
-                        if outstanding_ping.as_ref().map(|(p, _)| json!(p)) != id {
+                        if outstanding_ping.as_ref().map(|(p, _)| *p) != Some(ping) {
                             continue;
                         }
                         let blocked_meanwhile = outstanding_ping
@@ -247,7 +267,7 @@ pub async fn run(
                         // over HTTP, which keeps the session from going idle.
                         if keepalive.as_ref().is_none_or(|task| task.is_finished()) {
                             ping_counter += 1;
-                            let id = format!("{INTERNAL_ID_PREFIX}keepalive-{ping_counter}");
+                            let id = InternalId::Keepalive(ping_counter).to_string();
                             keepalive = Some(tokio::spawn(keep_alive(client.clone(), id)));
                         }
                         next_ping = tokio::time::Instant::now() + settings.ping_interval;
@@ -271,8 +291,8 @@ pub async fn run(
                         }
                     }
                     ping_counter += 1;
-                    let id = format!("{INTERNAL_ID_PREFIX}ping-{ping_counter}");
-                    send(&mut transport, json!({ "jsonrpc": "2.0", "id": id, "method": "ping" }), &failures_tx);
+                    let id = InternalId::Ping(ping_counter);
+                    send(&mut transport, json!({ "jsonrpc": "2.0", "id": id.to_value(), "method": "ping" }), &failures_tx);
                     outstanding_ping = Some((id, Instant::now()));
                     let wait = if healthy { settings.ping_interval } else { backoff.next() };
                     next_ping = tokio::time::Instant::now() + wait;
@@ -340,9 +360,7 @@ fn send(
     let id = value.get("method").and(value.get("id")).cloned();
     let bounded = match &id {
         None => true,
-        Some(id) => id
-            .as_str()
-            .is_some_and(|s| s.starts_with(INTERNAL_ID_PREFIX)),
+        Some(id) => InternalId::is_internal(id),
     };
     let message: ClientJsonRpcMessage = match serde_json::from_value(value) {
         Ok(message) => message,
@@ -364,6 +382,15 @@ fn send(
     });
 }
 
+/// A transport after its handshake: the transport, its HTTP client, the relay's `initialize`
+/// result and the client's signals.
+type Connected = (
+    RelayTransport,
+    RelayClient,
+    Value,
+    mpsc::UnboundedReceiver<Signal>,
+);
+
 /// A new transport that completed the handshake within [`HANDSHAKE_TIMEOUT`], with its HTTP client
 /// (for keepalive pings) and the relay's `initialize` result.
 async fn connect(
@@ -372,12 +399,12 @@ async fn connect(
     identity: &str,
     last_seq: &LastSeq,
     init_params: &Value,
-) -> Result<(RelayTransport, RelayClient, Value), String> {
-    let (mut transport, client) = build_transport(settings, url, identity, last_seq)?;
+) -> Result<Connected, String> {
+    let (mut transport, client, signals) = build_transport(settings, url, identity, last_seq)?;
     let cause =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut transport, init_params)).await
         {
-            Ok(Ok(server)) => return Ok((transport, client, server)),
+            Ok(Ok(server)) => return Ok((transport, client, server, signals)),
             Ok(Err(cause)) => cause,
             Err(_) => {
                 format!("the relay did not answer the handshake within {HANDSHAKE_TIMEOUT:?}")
@@ -398,7 +425,7 @@ pub(crate) async fn probe(settings: &Settings) -> Result<Value, String> {
     });
     // A new identity has received nothing: no resume point.
     let last_seq = LastSeq::default();
-    let (mut transport, _, server) =
+    let (mut transport, _, server, _) =
         connect(settings, &settings.relay_url, &identity, &last_seq, &params).await?;
     close(&mut transport).await;
     Ok(server)
@@ -406,7 +433,7 @@ pub(crate) async fn probe(settings: &Settings) -> Result<Value, String> {
 
 /// `initialize` → result → `notifications/initialized`.
 async fn handshake(transport: &mut RelayTransport, init_params: &Value) -> Result<Value, String> {
-    let id = format!("{INTERNAL_ID_PREFIX}init");
+    let id = InternalId::Init.to_string();
     let request: ClientJsonRpcMessage = serde_json::from_value(json!({
         "jsonrpc": "2.0", "id": id, "method": "initialize", "params": init_params,
     }))
@@ -444,7 +471,7 @@ fn build_transport(
     url: &str,
     identity: &str,
     last_seq: &LastSeq,
-) -> Result<(RelayTransport, RelayClient), String> {
+) -> Result<(RelayTransport, RelayClient, mpsc::UnboundedReceiver<Signal>), String> {
     let mut headers = HashMap::new();
     for (name, value) in &settings.headers {
         headers.insert(name.clone(), value.clone());
@@ -466,6 +493,9 @@ fn build_transport(
     retry.base_duration = Duration::from_millis(500);
     retry.max_delay = Some(MAX_BACKOFF);
     config.retry_config = Arc::new(retry);
+    // A session the relay no longer has means the chat it held may be gone: the connection
+    // makes the new session itself, and tells the host (see `Signal::SessionGone`).
+    config.reinit_on_expired_session = false;
     // reqwest is built without a TLS crypto provider of its own; use ring (a no-op when one is
     // already installed).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -487,13 +517,15 @@ fn build_transport(
     let client = builder
         .build()
         .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+    let (signals, signals_rx) = mpsc::unbounded_channel();
     let client = RelayClient {
         http: client,
         last_seq: last_seq.clone(),
         route: Arc::default(),
+        signals,
     };
     let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
-    Ok((transport, client))
+    Ok((transport, client, signals_rx))
 }
 
 /// reqwest, adding `mcp-chat-last-seq` to the POSTs that open a session (`initialize` and
@@ -509,6 +541,20 @@ struct RelayClient {
     last_seq: LastSeq,
     /// The last POST rmcp made on a session; shared by the clones (rmcp's and the loop's).
     route: Arc<std::sync::Mutex<Option<SessionRoute>>>,
+    /// What the HTTP exchanges prove about the connection, for the connection task: rmcp keeps
+    /// retrying a dead node's event stream by itself and would say nothing.
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
+/// What one HTTP exchange with the relay proved.
+#[derive(Debug)]
+enum Signal {
+    /// A connection to the relay was refused (or could not be made): nobody serves there now.
+    Unreachable(String),
+    /// The relay answered 404 for the session: it no longer has it (it restarted, or expired
+    /// it). rmcp's own silent re-initialization is off; the connection makes a new session and
+    /// says so.
+    SessionGone,
 }
 
 /// Where and how rmcp reaches the relay session: URL, session id, token and headers.
@@ -609,6 +655,24 @@ impl RelayClient {
         headers
     }
 
+    /// Tells the connection what an exchange proved: a refused connection, or a session the
+    /// relay no longer has (404 on a request that carried its id).
+    fn observe<T>(&self, result: &Result<T, StreamableHttpError<reqwest::Error>>, attached: bool) {
+        let signal = match result {
+            Err(StreamableHttpError::Client(e)) if e.is_connect() => {
+                Signal::Unreachable(error_chain(e))
+            }
+            Err(StreamableHttpError::SessionExpired) => Signal::SessionGone,
+            Err(StreamableHttpError::Client(e))
+                if attached && e.status() == Some(http::StatusCode::NOT_FOUND) =>
+            {
+                Signal::SessionGone
+            }
+            _ => return,
+        };
+        let _ = self.signals.send(signal);
+    }
+
     /// Adds `mcp-chat-last-seq` with the newest event received so far. Before the first event
     /// there is nothing to resume from: the relay's own view stands.
     fn add_last_seq(&self, headers: &mut HashMap<HeaderName, HeaderValue>) {
@@ -635,9 +699,14 @@ impl StreamableHttpClient for RelayClient {
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         self.note_route(&uri, &session_id, &auth_header, &custom_headers);
         let headers = self.headers_for(&message, &session_id, custom_headers);
-        self.http
+        let request_id = request_id(&message);
+        let attached = session_id.is_some();
+        let result = self
+            .http
             .post_message(uri, message, session_id, auth_header, headers)
-            .await
+            .await;
+        self.observe(&result, attached);
+        claim_refusal(request_id, result)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -651,7 +720,10 @@ impl StreamableHttpClient for RelayClient {
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         self.note_route(&uri, &session_id, &auth_header, &custom_headers);
         let headers = self.headers_for(&message, &session_id, custom_headers);
-        self.http
+        let request_id = request_id(&message);
+        let attached = session_id.is_some();
+        let result = self
+            .http
             .post_message_with_max_sse_event_size(
                 uri,
                 message,
@@ -660,7 +732,9 @@ impl StreamableHttpClient for RelayClient {
                 headers,
                 max_sse_event_size,
             )
-            .await
+            .await;
+        self.observe(&result, attached);
+        claim_refusal(request_id, result)
     }
 
     async fn delete_session(
@@ -687,9 +761,13 @@ impl StreamableHttpClient for RelayClient {
         // replay cache for `Last-Event-ID` still holds.
         let mut custom_headers = custom_headers;
         self.add_last_seq(&mut custom_headers);
-        self.http
+        let attached = session_id.is_some();
+        let result = self
+            .http
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
-            .await
+            .await;
+        self.observe(&result, attached);
+        result
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -703,7 +781,9 @@ impl StreamableHttpClient for RelayClient {
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
         let mut custom_headers = custom_headers;
         self.add_last_seq(&mut custom_headers);
-        self.http
+        let attached = session_id.is_some();
+        let result = self
+            .http
             .get_stream_with_max_sse_event_size(
                 uri,
                 session_id,
@@ -712,7 +792,45 @@ impl StreamableHttpClient for RelayClient {
                 custom_headers,
                 max_sse_event_size,
             )
-            .await
+            .await;
+        self.observe(&result, attached);
+        result
+    }
+}
+
+/// The id of a request (not of a notification or a response).
+fn request_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+    match message {
+        ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),
+        _ => None,
+    }
+}
+
+/// Key in the `data` of a JSON-RPC error the relay gave without reading the request (no id:
+/// a body too large, a malformed one): the bridge knows the request, since one POST carries
+/// one message, and nothing of it took effect.
+pub const REFUSED_UNREAD: &str = "mcp-chat-bridge/refused-unread";
+
+/// A relay's JSON-RPC error without an id, answering the POST of request `id`, becomes that
+/// request's answer (marked [`REFUSED_UNREAD`]): otherwise nobody could match it, and the
+/// host's call would wait for an answer that never comes.
+fn claim_refusal(
+    id: Option<RequestId>,
+    result: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+    match result {
+        Ok(StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(mut refusal), session))
+            if refusal.id.is_none() && id.is_some() =>
+        {
+            refusal.id = id;
+            let relay_data = refusal.error.data.take();
+            refusal.error.data = Some(json!({ REFUSED_UNREAD: true, "relay": relay_data }));
+            Ok(StreamableHttpPostResponse::Json(
+                ServerJsonRpcMessage::Error(refusal),
+                session,
+            ))
+        }
+        other => other,
     }
 }
 

@@ -233,3 +233,65 @@ async fn the_bridge_writes_the_log_lines_and_the_relay_sends_each_event_once() {
         .unwrap_or_else(|| panic!("no notifications counter in {metrics}"));
     assert_eq!(sent, 3, "{metrics}");
 }
+
+/// A text far beyond what the relay takes (70,000 characters: the relay answers HTTP 413
+/// without reading the call) is answered at once with a tool error that says the text is too
+/// long and nothing was sent, not 20 s later as "may or may not have taken effect" (issue 18,
+/// fault 3). The partner gets nothing, and the next message goes through.
+#[tokio::test]
+async fn a_text_the_relay_refuses_as_too_large_is_answered_at_once() {
+    let relay = Relay::start().await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    let started = std::time::Instant::now();
+    let result = a
+        .call("send_message", json!({ "text": "x".repeat(70_000) }))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(result["isError"], true, "{result}");
+    assert_eq!(
+        result["_meta"]["mcp-chat/error"]["error"]["code"], "message_too_long",
+        "{result}"
+    );
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("too long"), "{text}");
+    assert!(text.contains("nothing was sent"), "{text}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    a.ok("send_message", json!({ "text": "short" })).await;
+    let got = b.notification("message.received").await;
+    assert_eq!(got["text"], "short", "the long text never arrived");
+}
+
+/// Two host requests in flight with one JSON-RPC id: the second is refused at once with an
+/// error that names the id, the first is answered by the relay, and nothing else comes for
+/// that id (issue 18, fault 4: one got "stream closed before its final response", the other
+/// was never answered).
+#[tokio::test]
+async fn a_duplicate_request_id_in_flight_is_refused_and_each_request_answered_once() {
+    let relay = Relay::start().await;
+    let (mut a, _b) = paired(&relay.url).await;
+    let wait = json!({
+        "jsonrpc": "2.0", "id": "twice", "method": "tools/call",
+        "params": { "name": "wait_for_message", "arguments": { "timeout_secs": 1 } },
+    });
+    a.send(wait.clone()).await;
+    a.send(wait).await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let message = a.next().await;
+        if message["id"] == "twice" && message.get("method").is_none() {
+            answers.push(message);
+        }
+    }
+    let refused = &answers[0];
+    assert_eq!(refused["error"]["code"], -32600, "{answers:?}");
+    let why = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("\"twice\"") && why.contains("already"),
+        "{why}"
+    );
+    assert_eq!(answers[1]["result"]["isError"], false, "{answers:?}");
+    // A later round trip through the relay: anything more for the id would have come first.
+    a.ok("chat_status", json!({})).await;
+    let more: Vec<_> = a.backlog.iter().filter(|m| m["id"] == "twice").collect();
+    assert!(more.is_empty(), "answered twice: {more:?}");
+}

@@ -466,3 +466,65 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
     seen_a.extend(a.drain(Duration::from_millis(100)).await);
     assert_eq!(received(&seen_a), texts, "nothing repeated later");
 }
+
+/// A on node 1 (node 2 its fallback) on the default ping interval (30 s), B on node 2, in one
+/// private room; node 1 is SIGKILLed. A refused connection is proof enough that node 1 is gone:
+/// A's bridge fails over at once, whatever the phase of its ping, and B's next message reaches
+/// A within 5 s of the death (issue 18, fault 2: it took 29.4 s, 146 sends refused meanwhile).
+#[tokio::test]
+async fn a_dead_node_is_failed_over_at_once_whatever_the_phase_of_the_ping() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mut node1 = Node::start(&redis).await;
+    let node2 = Node::start(&redis).await;
+    let urls = format!("{},{}", node1.url, node2.url);
+    let mut a = Bridge::spawn(
+        &urls,
+        temp_dir("failfast-a"),
+        &[("MCP_CHAT_PING_SECS", "30")],
+    );
+    let mut b = Bridge::spawn(&node2.url, temp_dir("failfast-b"), &[]);
+    a.initialize().await;
+    b.initialize().await;
+    let room = format!("failfast-{}", std::process::id());
+    a.ok(
+        "join_room",
+        json!({ "room_id": room, "display_name": "Ada" }),
+    )
+    .await;
+    b.ok(
+        "join_room",
+        json!({ "room_id": room, "display_name": "Bob" }),
+    )
+    .await;
+    a.notification("chatroom.found").await;
+    b.ok("send_message", json!({ "text": "before" })).await;
+    a.notification_where("message.received", |p| p["text"] == "before")
+        .await;
+
+    node1.kill().await;
+    let killed = tokio::time::Instant::now();
+    b.ok("send_message", json!({ "text": "after" })).await;
+    let mut seen = Vec::new();
+    let resumed = read_until(&mut a, &mut seen, Duration::from_secs(5), |seen| {
+        received(seen).iter().any(|t| t == "after")
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        resumed,
+        "A got {:?} within 5 s of node 1's death\n--- A ---\n{}\n--- node 1 ---\n{}",
+        received(&seen),
+        a.stderr(),
+        node1.log()
+    );
+    eprintln!(
+        "FIGURE failover_fast: node death to the next message: {} ms",
+        took.as_millis()
+    );
+    a.ok("send_message", json!({ "text": "through node 2" }))
+        .await;
+    b.notification_where("message.received", |p| p["text"] == "through node 2")
+        .await;
+}

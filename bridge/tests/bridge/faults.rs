@@ -1093,3 +1093,68 @@ async fn relay_killed_mid_chat_and_restarted_ends_the_chat_and_a_new_one_works()
     );
     drop(relay);
 }
+
+/// The relay process is SIGKILLed mid-chat and restarted on its port while the bridges run on
+/// the default ping interval (30 s, far longer than the test): a dead relay is noticed from the
+/// connection itself (its event stream ends, the reconnect is refused), not from the next ping.
+/// Both hosts hear "lost the connection" promptly, then "restored" and that the chat ended,
+/// instead of only `unavailable` tool errors and a silent new session (issue 18, fault 1).
+#[cfg(unix)]
+#[tokio::test]
+async fn relay_killed_and_restarted_is_reported_on_default_settings() {
+    let mut relay = RelayProcess::start(0).await;
+    let url = relay.url();
+    let default_ping = [("MCP_CHAT_PING_SECS", "30")];
+    let (mut a, mut b) = pair(&url, &url, "kill-default", &default_ping, &default_ping).await;
+    b.ok("send_message", json!({ "text": "before" })).await;
+    let mut seen_a = Vec::new();
+    assert!(
+        read_until(&mut a, &mut seen_a, Duration::from_secs(5), |s| {
+            received(s) == ["before"]
+        })
+        .await
+    );
+
+    relay.child.kill().await.expect("SIGKILL the relay");
+    let killed = Instant::now();
+    let mut seen_b = Vec::new();
+    for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+        let told = read_until(bridge, seen, Duration::from_secs(5), |s| {
+            !bridge_logs(s, "lost the connection").is_empty()
+        })
+        .await;
+        assert!(told, "told of the loss: {seen:?}\n{}", bridge.stderr());
+    }
+    let noticed = killed.elapsed();
+    let port = relay.port;
+    drop(relay);
+    let relay = RelayProcess::start(port).await;
+    let restarted = Instant::now();
+    for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+        let back = read_until(bridge, seen, Duration::from_secs(8), |s| {
+            !bridge_logs(s, "restored").is_empty() && !bridge_logs(s, "chat ended").is_empty()
+        })
+        .await;
+        assert!(
+            back,
+            "restored, and the chat's end told: {seen:?}\n{}\n{}",
+            bridge.stderr(),
+            relay.log()
+        );
+        assert_eq!(
+            bridge_logs(seen, "lost the connection").len(),
+            1,
+            "{seen:?}"
+        );
+        assert_eq!(bridge_logs(seen, "restored").len(), 1, "{seen:?}");
+    }
+    let recovered = restarted.elapsed();
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle", "{status}");
+    figure("relay_kill_default", "SIGKILL to both hosts told", noticed);
+    figure(
+        "relay_kill_default",
+        "restart to both told restored",
+        recovered,
+    );
+}
