@@ -501,11 +501,14 @@ impl Bridge {
         let (tx, rx) = mpsc::channel(256);
         self.to_relay = Some(tx);
         self.link = Link::Down { cause: None };
-        self.connection = Some(tokio::spawn(upstream::run(
-            self.settings.clone(),
-            self.identity.clone(),
-            self.last_seq.clone(),
+        let upstream = upstream::Upstream {
+            settings: self.settings.clone(),
+            identity: self.identity.clone(),
+            last_seq: self.last_seq.clone(),
             init_params,
+        };
+        self.connection = Some(tokio::spawn(upstream::run(
+            upstream,
             self.events_tx.clone(),
             rx,
             self.shutdown.clone(),
