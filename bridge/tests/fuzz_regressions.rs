@@ -33,6 +33,7 @@ fn settings() -> Settings {
         connect_wait: Duration::from_millis(1),
         list_wait: Duration::from_millis(1),
         progress_interval: Duration::from_millis(1),
+        chat_call_deadline: Duration::from_secs(20),
     }
 }
 
