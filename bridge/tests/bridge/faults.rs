@@ -438,7 +438,10 @@ async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
     let relay = Relay::start().await;
     let proxy = FaultProxy::start(relay.addr).await;
     // No pings: they would take the cut meant for the tool call.
-    let env = [("MCP_CHAT_PING_SECS", "60")];
+    let env = [
+        ("MCP_CHAT_PING_SECS", "60"),
+        ("MCP_CHAT_CALL_DEADLINE_SECS", "4"),
+    ];
     let (mut a, mut b) = pair(&proxy.url, &relay.url, "truncate", &env, &[]).await;
     let mut outcomes = Vec::new();
     for (i, cut) in [12usize, 90, 150].into_iter().enumerate() {
@@ -504,7 +507,8 @@ async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
 /// A's POST response to `send_message` is cut inside its SSE body (after rmcp's priming event,
 /// before or inside the frame carrying the result; three cut points, side by side). rmcp's
 /// server keeps no replay of a request it has answered, so the client's resume of that stream
-/// gets nothing, forever: the bridge gives up on a chat tool's answer after 20 s, answers the
+/// gets nothing, forever: the bridge gives up on a chat tool's answer at its deadline (20 s by
+/// default, `MCP_CHAT_CALL_DEADLINE_SECS`; 4 s here, so the test does not wait 20), answers the
 /// host with a tool error that says the message may or may not have been sent, and cancels the
 /// call at the relay (which also stops rmcp's resume attempts). The relay took the message
 /// once; the next call works.
@@ -524,7 +528,10 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
     let relay = Relay::start().await;
     let proxy = FaultProxy::start(relay.addr).await;
     // No pings: they would take the cut meant for the tool call.
-    let env = [("MCP_CHAT_PING_SECS", "60")];
+    let env = [
+        ("MCP_CHAT_PING_SECS", "60"),
+        ("MCP_CHAT_CALL_DEADLINE_SECS", "4"),
+    ];
     let name = format!("truncbody{cut}");
     let (mut a, mut b) = pair(&proxy.url, &relay.url, &name, &env, &[]).await;
     let text = format!("cut-{cut}");
@@ -537,8 +544,8 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
     .await;
     let started = Instant::now();
     let mut seen = Vec::new();
-    // The deadline is 20 s, checked every 200 ms.
-    let answered = read_until(&mut a, &mut seen, Duration::from_secs(25), |s| {
+    // The deadline is 4 s, checked every 200 ms.
+    let answered = read_until(&mut a, &mut seen, Duration::from_secs(9), |s| {
         s.iter().any(|m| m["id"] == id)
     })
     .await;
@@ -546,7 +553,7 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
     proxy.pass();
     assert!(
         answered,
-        "cut after {cut} bytes: no answer within 25 s (truncated {})\n{}",
+        "cut after {cut} bytes: no answer within 9 s (truncated {})\n{}",
         proxy.truncated(),
         a.stderr()
     );
@@ -563,9 +570,10 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
             why.contains("check with get_messages before resending"),
             "{why}"
         );
+        assert!(why.contains("in time (4 s)"), "{why}");
         assert!(
-            took >= Duration::from_secs(19) && took < Duration::from_secs(23),
-            "cut after {cut}: given up at the 20 s deadline: {took:?}"
+            took >= Duration::from_millis(3800) && took < Duration::from_secs(7),
+            "cut after {cut}: given up at the 4 s deadline: {took:?}"
         );
         assert!(
             a.stderr()
