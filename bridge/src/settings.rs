@@ -39,6 +39,13 @@ pub const ENV_PROGRESS_SECS: &str = "MCP_CHAT_PROGRESS_SECS";
 /// waits (default 20); past that the host gets a tool error. Tests shorten it.
 pub const ENV_CALL_DEADLINE_SECS: &str = "MCP_CHAT_CALL_DEADLINE_SECS";
 
+/// Environment variable: seconds a ping may go unanswered before the connection counts as lost
+/// (default 10); the bridge's own requests get half as long again to be accepted. Tests shorten
+/// it.
+pub const ENV_PING_TIMEOUT_SECS: &str = "MCP_CHAT_PING_TIMEOUT_SECS";
+
+/// Default of [`ENV_PING_TIMEOUT_SECS`].
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`ENV_PING_SECS`].
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Default of [`ENV_CONNECT_WAIT_SECS`].
@@ -195,6 +202,8 @@ pub struct Settings {
     pub paths: Paths,
     /// Time between pings to the relay (keeps the session alive and notices a restart).
     pub ping_interval: Duration,
+    /// Longest a ping may go unanswered (for time its answer could have been read).
+    pub ping_timeout: Duration,
     /// Longest a tool call waits for a connection before failing.
     pub connect_wait: Duration,
     /// Longest `tools/list` waits for the first connection before answering from the contract.
@@ -291,6 +300,7 @@ impl Settings {
             ca_bundle,
             paths,
             ping_interval: seconds(env, ENV_PING_SECS)?.unwrap_or(DEFAULT_PING_INTERVAL),
+            ping_timeout: seconds(env, ENV_PING_TIMEOUT_SECS)?.unwrap_or(DEFAULT_PING_TIMEOUT),
             connect_wait: seconds(env, ENV_CONNECT_WAIT_SECS)?.unwrap_or(DEFAULT_CONNECT_WAIT),
             list_wait: Duration::from_secs(1),
             progress_interval: seconds(env, ENV_PROGRESS_SECS)?

@@ -30,6 +30,7 @@ fn settings() -> Settings {
             log_dir: dir,
         },
         ping_interval: Duration::from_secs(1),
+        ping_timeout: Duration::from_secs(10),
         connect_wait: Duration::from_millis(1),
         list_wait: Duration::from_millis(1),
         progress_interval: Duration::from_millis(1),

@@ -38,10 +38,6 @@ use super::{LastSeq, Upstream, UpstreamEvent};
 use crate::internal_id::InternalId;
 use crate::settings::Settings;
 
-/// Longest one message of the bridge's own may take to be accepted by the relay.
-const SEND_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest a ping may go unanswered.
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon an unanswered ping is looked at again.
 const PING_RECHECK: Duration = Duration::from_millis(250);
 /// First retry delay after a failure; doubles up to [`MAX_BACKOFF`].
@@ -71,6 +67,11 @@ pub(super) struct Connection {
     outgoing: mpsc::Receiver<Value>,
     shutdown: CancellationToken,
     backoff: Backoff,
+    /// Longest a ping may go unanswered (`Settings::ping_timeout`, 10 s by default).
+    ping_timeout: Duration,
+    /// Longest one message of the bridge's own may take to be accepted by the relay: half as
+    /// long again as a ping may go unanswered (15 s by default).
+    send_timeout: Duration,
     /// A session was made before: the next one is a restoration.
     was_connected: bool,
     ping_counter: u64,
@@ -114,7 +115,10 @@ impl Connection {
         outgoing: mpsc::Receiver<Value>,
         shutdown: CancellationToken,
     ) -> Self {
+        let ping_timeout = upstream.settings.ping_timeout;
         Self {
+            ping_timeout,
+            send_timeout: ping_timeout.mul_f64(1.5),
             settings: upstream.settings,
             identity: upstream.identity,
             last_seq: upstream.last_seq,
@@ -240,7 +244,7 @@ impl Connection {
                     self.on_message(live, message)
                 }
                 Some(value) = self.outgoing.recv() => {
-                    send(&mut live.session.transport, value, &live.failures_tx);
+                    send(&mut live.session.transport, value, &live.failures_tx, self.send_timeout);
                     None
                 }
                 Some(signal) = live.session.signals.recv() => Some(End::Lost(signal.into())),
@@ -326,25 +330,31 @@ impl Connection {
                 self.ping_counter += 1;
                 let id = InternalId::Keepalive(self.ping_counter);
                 let client = live.session.client.clone();
-                live.keepalive = Some(tokio::spawn(keep_alive(client, id)));
+                live.keepalive = Some(tokio::spawn(keep_alive(client, id, self.send_timeout)));
             }
             live.next_ping = now + self.settings.ping_interval;
             return None;
         }
         if let Some((_, sent)) = live.outstanding_ping {
-            if sent.max(live.reading_since).elapsed() < PING_TIMEOUT {
+            if sent.max(live.reading_since).elapsed() < self.ping_timeout {
                 live.next_ping = now + PING_RECHECK;
                 return None;
             }
             live.outstanding_ping = None;
-            if let Some(end) = self.ping_failed(live, UpstreamError::PingTimeout(PING_TIMEOUT)) {
+            let unanswered = UpstreamError::PingTimeout(self.ping_timeout);
+            if let Some(end) = self.ping_failed(live, unanswered) {
                 return Some(end);
             }
         }
         self.ping_counter += 1;
         let id = InternalId::Ping(self.ping_counter);
         let ping = json!({ "jsonrpc": "2.0", "id": id.to_value(), "method": "ping" });
-        send(&mut live.session.transport, ping, &live.failures_tx);
+        send(
+            &mut live.session.transport,
+            ping,
+            &live.failures_tx,
+            self.send_timeout,
+        );
         live.outstanding_ping = Some((id, Instant::now()));
         let wait = if live.healthy {
             self.settings.ping_interval
@@ -394,21 +404,26 @@ fn offer(events: &mpsc::Sender<UpstreamEvent>, event: UpstreamEvent) -> Option<U
     }
 }
 
-/// One keepalive ping, bounded by [`SEND_TIMEOUT`]; its outcome is only logged (it says nothing
-/// about whether the bridge could read an answer through rmcp).
-async fn keep_alive(client: RelayClient, id: InternalId) {
-    match tokio::time::timeout(SEND_TIMEOUT, client.keepalive(id)).await {
+/// One keepalive ping, bounded by `bound`; its outcome is only logged (it says nothing about
+/// whether the bridge could read an answer through rmcp).
+async fn keep_alive(client: RelayClient, id: InternalId, bound: Duration) {
+    match tokio::time::timeout(bound, client.keepalive(id)).await {
         Ok(Ok(())) => tracing::debug!(%id, "keepalive ping answered while the host is not reading"),
         Ok(Err(cause)) => tracing::warn!(%id, "keepalive ping failed: {cause}"),
-        Err(_) => tracing::warn!(%id, "keepalive ping not answered within {SEND_TIMEOUT:?}"),
+        Err(_) => tracing::warn!(%id, "keepalive ping not answered within {bound:?}"),
     }
 }
 
 /// Hands one message to the transport without waiting for the relay: the send completes in its
 /// own task; a failure is reported on `failures`. Only the bridge's own requests and
-/// notifications are bounded by [`SEND_TIMEOUT`]: a host request may take as long as the host
-/// allows (a server answering in plain JSON holds the POST open until the tool finishes).
-fn send(transport: &mut RelayTransport, value: Value, failures: &mpsc::Sender<Failure>) {
+/// notifications are bounded (by `bound`): a host request may take as long as the host allows
+/// (a server answering in plain JSON holds the POST open until the tool finishes).
+fn send(
+    transport: &mut RelayTransport,
+    value: Value,
+    failures: &mpsc::Sender<Failure>,
+    bound: Duration,
+) {
     let id = value.get("method").and(value.get("id")).cloned();
     let bounded = match &id {
         None => true,
@@ -424,11 +439,11 @@ fn send(transport: &mut RelayTransport, value: Value, failures: &mpsc::Sender<Fa
     let sending = transport.send(message);
     let failures = failures.clone();
     tokio::spawn(async move {
-        let limit = if bounded { SEND_TIMEOUT } else { Duration::MAX };
+        let limit = if bounded { bound } else { Duration::MAX };
         let cause = match tokio::time::timeout(limit, sending).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => UpstreamError::Unreachable(error_chain(&e)),
-            Err(_) => UpstreamError::SendTimeout(SEND_TIMEOUT),
+            Err(_) => UpstreamError::SendTimeout(bound),
         };
         let _ = failures.send((id, cause)).await;
     });

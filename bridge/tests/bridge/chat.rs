@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Bridge, Relay, paired, temp_dir};
+use crate::common::{Bridge, Relay, paired, relay_config, temp_dir};
 
 /// The host's `initialize` is answered without the network, with the chat tools' instructions.
 #[tokio::test]
 async fn initialize_is_answered_and_tools_match_the_contract() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(&relay.url, temp_dir("init"), &[]);
     let result = a.initialize().await;
     assert_eq!(result["serverInfo"]["name"], "mcp-chat-bridge");
@@ -35,7 +35,7 @@ async fn initialize_is_answered_and_tools_match_the_contract() {
 /// messages both ways, pushed and pulled; channel pushes frame the stranger's words.
 #[tokio::test]
 async fn two_bridges_chat_through_a_relay() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     let log = a
         .notification_where("notifications/message", |p| {
@@ -91,7 +91,7 @@ async fn two_bridges_chat_through_a_relay() {
 /// call finished.
 #[tokio::test]
 async fn long_waits_report_progress_until_they_end() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(&relay.url, temp_dir("progress"), &[]);
     a.initialize().await;
     a.ok("enter_queue", json!({})).await;
@@ -126,7 +126,7 @@ async fn long_waits_report_progress_until_they_end() {
 /// With a configured display name, queue calls without one use it.
 #[tokio::test]
 async fn configured_display_name_is_used() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(
         &relay.url,
         temp_dir("name"),
@@ -141,7 +141,7 @@ async fn configured_display_name_is_used() {
 /// wait gets the message sent after the cancel.
 #[tokio::test]
 async fn cancellation_is_forwarded_and_loses_nothing() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
     a.send(json!({
@@ -170,7 +170,7 @@ async fn cancellation_is_forwarded_and_loses_nothing() {
 /// The `chat://current` resource lists the latest events and is updated as they arrive.
 #[tokio::test]
 async fn inbox_resource_follows_the_chat() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     let list = a.request("resources/list", json!({})).await;
     assert_eq!(list["result"]["resources"][0]["uri"], "chat://current");
@@ -194,7 +194,7 @@ async fn inbox_resource_follows_the_chat() {
 /// mirror), and the bridge writes the logging line for its host itself, once per event.
 #[tokio::test]
 async fn the_bridge_writes_the_log_lines_and_the_relay_sends_each_event_once() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     a.ok("send_message", json!({ "text": "once" })).await;
     b.notification_where("message.received", |p| p["text"] == "once")
@@ -240,7 +240,7 @@ async fn the_bridge_writes_the_log_lines_and_the_relay_sends_each_event_once() {
 /// fault 3). The partner gets nothing, and the next message goes through.
 #[tokio::test]
 async fn a_text_the_relay_refuses_as_too_large_is_answered_at_once() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     let started = std::time::Instant::now();
     let result = a
@@ -267,7 +267,7 @@ async fn a_text_the_relay_refuses_as_too_large_is_answered_at_once() {
 /// was never answered).
 #[tokio::test]
 async fn a_duplicate_request_id_in_flight_is_refused_and_each_request_answered_once() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, _b) = paired(&relay.url).await;
     let wait = json!({
         "jsonrpc": "2.0", "id": "twice", "method": "tools/call",
