@@ -20,7 +20,16 @@
 //!   `tools/list` and its view (`ui://mcp-chat/chat.html`) from `resources/read`, embedded, so
 //!   the pane opens before the relay is reached (the host's capabilities go to the relay
 //!   unchanged, so the relay lists the same tools);
-//! - `logging/setLevel`: applied to what the bridge forwards, and passed on to the relay.
+//! - `logging/setLevel`: applied to what the bridge forwards, and passed on to the relay;
+//! - one answer per request: a request whose id is still in flight is refused at once (the
+//!   relay's answers are routed by id, so two could not be told apart);
+//! - after a reconnect, whether the relay still has the host's chat (`chat_status`): a relay
+//!   that restarted without its store cannot say that the chat ended, so the bridge does.
+//!
+//! Why three files: routing is the part that must stay in lockstep with MCP (which message goes
+//! where, who answers), while the chat view is pure bookkeeping over events and the pending
+//! table is clocks over requests. Each is easier to test and to change alone; the router only
+//! decides, and calls them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +51,7 @@ use crate::upstream::{self, LastSeq, Upstream, UpstreamEvent};
 
 /// How often timers (progress, waits for the connection, call deadlines) are checked.
 pub const TICK: Duration = Duration::from_millis(200);
+
 /// The connection as the bridge sees it.
 enum Link {
     /// Not tried yet (the host has not initialized).
