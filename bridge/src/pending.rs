@@ -7,14 +7,16 @@
 //! refuse a second request with the same id instead of confusing the two. The deadlines of the
 //! relay's chat tools, the bound on holding a call for the connection and the progress the
 //! bridge sends on a long call's behalf are all timers on these entries, so they live here and
-//! the router only asks "what is due now?".
+//! the router only asks "what is due now?". The clocks are tokio's, so tests run them on paused
+//! time (the 20 s chat-call deadline is checked in no time at all).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcp_chat::pane;
 use mcp_chat::tools;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 /// How much longer than its own `timeout_secs` a `wait_for_message` may take.
 const WAIT_CALL_MARGIN: Duration = Duration::from_secs(15);

@@ -32,7 +32,7 @@
 //! decides, and calls them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcp_chat::errors::{ERROR_META_KEY, ErrorCode};
 use mcp_chat::events::{ChatEvent, NOTIFICATION_METHODS};
@@ -767,7 +767,7 @@ impl Router {
     /// Checks timers: held calls and list waits past their bound, chat tool calls past their
     /// deadline, progress for long calls.
     pub async fn on_tick(&mut self) {
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         for overdue in self.pending.overdue(now) {
             self.expire(overdue.id, overdue.tool, overdue.waited).await;
         }
@@ -793,4 +793,209 @@ impl Router {
 /// that renders MCP Apps (`ui`).
 pub fn contract_tools(ui: bool) -> Value {
     json!({ "tools": pane::tools_for(ui) })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router alone, in process, on tokio's paused time: the relay connection is played by
+    //! the test (its reports fed to `on_upstream`, its queue read), so deadlines of 20 s are
+    //! checked without waiting for them.
+
+    use std::path::PathBuf;
+
+    use tokio::time::advance;
+
+    use super::*;
+    use crate::settings::{DEFAULT_CALL_DEADLINE, Paths};
+
+    fn settings() -> Settings {
+        let dir = PathBuf::from("/nonexistent/mcp-chat-router-test");
+        Settings {
+            relay_url: "http://127.0.0.1:9/mcp".to_owned(),
+            relay_urls: vec!["http://127.0.0.1:9/mcp".to_owned()],
+            relay_source: "test",
+            display_name: None,
+            ephemeral: true,
+            access_token: None,
+            headers: Vec::new(),
+            ca_bundle: None,
+            paths: Paths {
+                config_dir: dir.clone(),
+                log_dir: dir,
+            },
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(10),
+            connect_wait: Duration::from_secs(10),
+            list_wait: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(10),
+            chat_call_deadline: DEFAULT_CALL_DEADLINE,
+        }
+    }
+
+    /// A router whose host has initialized and whose relay connection is up; the host's and
+    /// the relay's queues.
+    async fn connected() -> (Router, mpsc::Receiver<Value>, mpsc::Receiver<Value>) {
+        let (to_host, mut host) = mpsc::channel(1024);
+        let mut router = Router::new(Arc::new(settings()), "identity".to_owned(), to_host);
+        let init = json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": { "name": "test", "version": "1" } },
+        });
+        router.on_host(HostInput::Message(init)).await;
+        let (_, mut relay) = router
+            .take_start()
+            .expect("initialize starts the connection");
+        let server = json!({ "capabilities": { "tools": {} } });
+        router
+            .on_upstream(UpstreamEvent::Connected {
+                server,
+                restored: false,
+            })
+            .await;
+        drain(&mut host);
+        drain(&mut relay);
+        (router, host, relay)
+    }
+
+    fn drain(queue: &mut mpsc::Receiver<Value>) -> Vec<Value> {
+        let mut all = Vec::new();
+        while let Ok(message) = queue.try_recv() {
+            all.push(message);
+        }
+        all
+    }
+
+    fn send_message(id: u64) -> HostInput {
+        HostInput::Message(json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": { "name": "send_message", "arguments": { "text": "hi" } },
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chat_call_never_answered_gets_a_tool_error_at_the_default_deadline_and_is_cancelled()
+    {
+        let (mut router, mut host, mut relay) = connected().await;
+        router.on_host(send_message(5)).await;
+        assert_eq!(drain(&mut relay)[0]["id"], 5, "forwarded");
+
+        advance(DEFAULT_CALL_DEADLINE - Duration::from_millis(100)).await;
+        router.on_tick().await;
+        assert!(drain(&mut host).is_empty(), "not before the deadline");
+
+        advance(Duration::from_millis(200)).await;
+        router.on_tick().await;
+        let answers = drain(&mut host);
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(answers[0]["id"], 5);
+        assert_eq!(answers[0]["result"]["isError"], true);
+        let text = answers[0]["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("did not answer send_message in time (20 s)"),
+            "{text}"
+        );
+        let cancelled = drain(&mut relay);
+        assert_eq!(cancelled[0]["method"], "notifications/cancelled");
+        assert_eq!(cancelled[0]["params"]["requestId"], 5);
+
+        // The relay's late answer is dropped: one answer per request.
+        let late = json!({ "jsonrpc": "2.0", "id": 5, "result": { "isError": false } });
+        router.on_upstream(UpstreamEvent::Message(late)).await;
+        advance(Duration::from_secs(60)).await;
+        router.on_tick().await;
+        assert!(drain(&mut host).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_request_with_an_id_in_flight_is_refused_at_once() {
+        let (mut router, mut host, mut relay) = connected().await;
+        router.on_host(send_message(7)).await;
+        router.on_host(send_message(7)).await;
+        assert_eq!(
+            drain(&mut relay).len(),
+            1,
+            "only the first reaches the relay"
+        );
+        let refused = drain(&mut host);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0]["id"], 7);
+        assert_eq!(refused[0]["error"]["code"], -32600);
+        let answer = json!({ "jsonrpc": "2.0", "id": 7, "result": { "isError": false } });
+        router.on_upstream(UpstreamEvent::Message(answer)).await;
+        assert_eq!(drain(&mut host)[0]["result"]["isError"], false);
+        // Answered: the id is free again.
+        router.on_host(send_message(7)).await;
+        assert_eq!(drain(&mut relay).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_refused_unread_as_too_large_says_the_text_is_too_long_and_nothing_was_sent() {
+        let (mut router, mut host, _relay) = connected().await;
+        router.on_host(send_message(9)).await;
+        let refusal = json!({
+            "jsonrpc": "2.0", "id": 9,
+            "error": { "code": -32600,
+                       "message": "Payload Too Large: request bodies are limited to 65536 bytes",
+                       "data": { upstream::REFUSED_UNREAD: true, "relay": null } },
+        });
+        router.on_upstream(UpstreamEvent::Message(refusal)).await;
+        let answer = &drain(&mut host)[0];
+        assert_eq!(answer["id"], 9);
+        assert_eq!(answer["result"]["isError"], true);
+        let code = &answer["result"]["_meta"][ERROR_META_KEY]["error"]["code"];
+        assert_eq!(code, "message_too_long");
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("too long") && text.contains("nothing was sent"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_reconnect_the_host_hears_when_the_relay_no_longer_has_its_chat() {
+        let (mut router, mut host, mut relay) = connected().await;
+        let found = json!({
+            "jsonrpc": "2.0", "method": "chatroom.found",
+            "params": { "seq": 1, "timestamp_ms": 1, "room_id": "r1", "type": "chatroom.found",
+                        "room_kind": "random", "members": ["Bob"] },
+        });
+        router.on_upstream(UpstreamEvent::Message(found)).await;
+        drain(&mut host);
+        let lost = UpstreamEvent::Lost {
+            cause: "cannot reach the relay: connection refused".to_owned(),
+            transport_gone: true,
+        };
+        router.on_upstream(lost).await;
+        let server = json!({ "capabilities": { "tools": {} } });
+        let restored = UpstreamEvent::Connected {
+            server,
+            restored: true,
+        };
+        router.on_upstream(restored).await;
+        let logs: Vec<String> = drain(&mut host)
+            .iter()
+            .filter_map(|m| m["params"]["data"]["text"].as_str().map(str::to_owned))
+            .collect();
+        assert!(logs[0].contains("lost the connection"), "{logs:?}");
+        assert!(logs[1].contains("restored"), "{logs:?}");
+        let status = drain(&mut relay)
+            .into_iter()
+            .find(|m| m["params"]["name"] == tools::CHAT_STATUS)
+            .expect("asks the relay for chat_status");
+        assert!(matches!(
+            InternalId::parse(&status["id"]),
+            Some(InternalId::Status(_))
+        ));
+        let idle = json!({
+            "jsonrpc": "2.0", "id": status["id"],
+            "result": { "isError": false, "structuredContent": { "state": "idle" } },
+        });
+        router.on_upstream(UpstreamEvent::Message(idle)).await;
+        let told = drain(&mut host);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0]["params"]["level"], "warning");
+        let text = told[0]["params"]["data"]["text"].as_str().unwrap();
+        assert!(text.contains("the chat ended"), "{text}");
+    }
 }
