@@ -253,11 +253,22 @@ pub(crate) async fn chat_through_resets(
 
     let mut seen = Vec::new();
     let mut last_cut = Instant::now();
+    let mut accepted_at_cut = None;
     for (i, text) in sent.iter().enumerate() {
         b.ok("send_message", json!({ "text": text })).await;
         if cut_after.contains(&i) {
+            // A cut right after another (messages 16 and 17) can find nothing open: A has not
+            // reconnected yet. Each cut must hit a connection, so wait (bounded) until A has
+            // made a new one since the last cut.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while accepted_at_cut.is_some_and(|at| proxy.accepted() <= at)
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             // Somewhere between "just written" and "already delivered".
             tokio::time::sleep(Duration::from_millis(rng.below(25))).await;
+            accepted_at_cut = Some(proxy.accepted());
             proxy.reset_all();
             last_cut = Instant::now();
         }
