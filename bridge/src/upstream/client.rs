@@ -499,3 +499,48 @@ fn claim_refusal(
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_answer(
+        body: Value,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        let message: ServerJsonRpcMessage = serde_json::from_value(body).unwrap();
+        Ok(StreamableHttpPostResponse::Json(message, None))
+    }
+
+    fn answer_of(
+        result: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+    ) -> Value {
+        match result {
+            Ok(StreamableHttpPostResponse::Json(message, _)) => {
+                serde_json::to_value(message).unwrap()
+            }
+            _ => panic!("a JSON answer"),
+        }
+    }
+
+    #[test]
+    fn an_error_without_id_becomes_the_answer_of_the_posted_request() {
+        let refusal = json!({
+            "jsonrpc": "2.0", "id": null,
+            "error": { "code": -32600, "message": "Payload Too Large: request bodies are limited to 65536 bytes" },
+        });
+        let id: RequestId = serde_json::from_value(json!(42)).unwrap();
+        let answer = answer_of(claim_refusal(Some(id), json_answer(refusal.clone())));
+        assert_eq!(answer["id"], 42);
+        assert_eq!(answer["error"]["data"][REFUSED_UNREAD], true);
+        assert_eq!(answer["error"]["code"], -32600);
+        // A notification's POST has no request to answer; an error with an id is left alone.
+        let answer = answer_of(claim_refusal(None, json_answer(refusal)));
+        assert!(answer.get("id").is_none_or(Value::is_null), "{answer}");
+        let own =
+            json!({ "jsonrpc": "2.0", "id": 7, "error": { "code": -32602, "message": "no" } });
+        let id: RequestId = serde_json::from_value(json!(42)).unwrap();
+        let answer = answer_of(claim_refusal(Some(id), json_answer(own)));
+        assert_eq!(answer["id"], 7);
+        assert!(answer["error"].get("data").is_none_or(Value::is_null));
+    }
+}

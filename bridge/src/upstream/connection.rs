@@ -492,3 +492,36 @@ impl Backoff {
         delay
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap_and_starts_over_on_reset() {
+        let mut backoff = Backoff::new();
+        let mut base = FIRST_BACKOFF;
+        for _ in 0..10 {
+            let delay = backoff.next();
+            assert!(
+                delay >= base.mul_f64(0.75) && delay <= base.mul_f64(1.25),
+                "{delay:?} around {base:?}"
+            );
+            base = (base * 2).min(MAX_BACKOFF);
+        }
+        assert_eq!(base, MAX_BACKOFF);
+        backoff.reset();
+        assert!(backoff.next() <= FIRST_BACKOFF.mul_f64(1.25));
+    }
+
+    #[test]
+    fn what_the_http_client_proves_becomes_the_reason_the_host_reads() {
+        let refused = UpstreamError::from(Signal::Unreachable("connection refused".to_owned()));
+        assert_eq!(
+            refused.to_string(),
+            "cannot reach the relay: connection refused"
+        );
+        let gone = UpstreamError::from(Signal::SessionGone);
+        assert!(gone.to_string().contains("no longer knows this session"));
+    }
+}
