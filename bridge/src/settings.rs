@@ -29,6 +29,8 @@ pub const ENV_EPHEMERAL: &str = "MCP_CHAT_EPHEMERAL";
 pub const ENV_CONFIG_DIR: &str = "MCP_CHAT_CONFIG_DIR";
 /// Environment variable: overrides the directory of the log file.
 pub const ENV_LOG_DIR: &str = "MCP_CHAT_LOG_DIR";
+/// Environment variable: what the bridge logs, a `tracing` filter (default `info`).
+pub const ENV_LOG: &str = "MCP_CHAT_LOG";
 /// Environment variable: seconds between pings to the relay (default 30).
 pub const ENV_PING_SECS: &str = "MCP_CHAT_PING_SECS";
 /// Environment variable: seconds a tool call waits for an unreachable relay (default 10).

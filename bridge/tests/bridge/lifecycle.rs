@@ -134,3 +134,33 @@ async fn sigterm_ends_the_session_and_exits_zero() {
     let gone = b.notification("partner.disconnected").await;
     assert_eq!(gone["reason"], "disconnected");
 }
+
+/// A setting the bridge cannot use stops it at once, with exit status 2 and a message that names
+/// the variable, and nothing on stdout: no silent fallback to the default.
+#[tokio::test]
+async fn a_bad_environment_value_stops_the_bridge_and_names_the_variable() {
+    let cases = [
+        ("MCP_CHAT_PING_SECS", "thirty"),
+        ("MCP_CHAT_CALL_DEADLINE_SECS", "-5"),
+        ("MCP_CHAT_EPHEMERAL", "maybe"),
+        ("MCP_CHAT_LOG", "info,=[broken"),
+    ];
+    for (name, value) in cases {
+        let dir = temp_dir("bad-env");
+        let mut bridge = Bridge::spawn("http://127.0.0.1:9/mcp", dir, &[(name, value)]);
+        let status = bridge.wait_exit().await;
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{name}={value}: {}",
+            bridge.stderr()
+        );
+        let stderr = bridge.stderr();
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+        assert!(stderr.contains("is not valid"), "{name}={value}: {stderr}");
+        assert!(
+            bridge.drain(Duration::ZERO).await.is_empty(),
+            "stdout stays empty"
+        );
+    }
+}
