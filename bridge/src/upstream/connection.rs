@@ -22,28 +22,32 @@
 //! the queue to the relay go on meanwhile, and a ping is judged only on time during which its
 //! answer could have been read.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use rmcp::RoleClient;
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::Transport;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, RelayClient, RelayTransport, Session, Signal};
+use super::client::{self, RelayClient, RelayTransport, Signal};
 use super::error::{UpstreamError, error_chain};
 use super::{LastSeq, Upstream, UpstreamEvent};
 use crate::internal_id::InternalId;
 use crate::settings::Settings;
 
-/// How soon an unanswered ping is looked at again.
-const PING_RECHECK: Duration = Duration::from_millis(250);
 /// First retry delay after a failure; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest the relay session's DELETE may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl From<Signal> for UpstreamError {
     fn from(signal: Signal) -> Self {
@@ -54,15 +58,76 @@ impl From<Signal> for UpstreamError {
     }
 }
 
-/// A send that failed: the id of the message (if it was a request) and why.
-type Failure = (Option<Value>, UpstreamError);
+/// A keepalive ping of a session, sent outside its transport within a bound; its outcome is
+/// only logged.
+pub(super) type KeepAlive =
+    Arc<dyn Fn(InternalId, Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// The relay connection, across all the sessions it opens.
-pub(super) struct Connection {
+/// A relay session after its handshake, as the connection uses it.
+pub(super) struct Session<T> {
+    /// The transport (rmcp's, in the bridge).
+    pub transport: T,
+    /// Pings the session outside the transport (while the bridge is blocked).
+    pub keepalive: KeepAlive,
+    /// The relay's `initialize` result.
+    pub server: Value,
+    /// What the session's HTTP exchanges prove.
+    pub signals: mpsc::UnboundedReceiver<Signal>,
+}
+
+/// Makes relay sessions: over HTTP in the bridge ([`RelayConnector`]); played by the tests,
+/// which run the state machine on tokio's paused time.
+pub(super) trait Connector: Send {
+    /// The transport of a session.
+    type Transport: Transport<RoleClient> + 'static;
+    /// A new session with the relay at `url`, its handshake done.
+    fn connect(
+        &mut self,
+        url: &str,
+    ) -> impl Future<Output = Result<Session<Self::Transport>, UpstreamError>> + Send;
+}
+
+/// Sessions over rmcp's Streamable HTTP transport, with the bridge's identity and resume point.
+pub(super) struct RelayConnector {
     settings: Arc<Settings>,
     identity: String,
     last_seq: LastSeq,
     init_params: Value,
+}
+
+impl Connector for RelayConnector {
+    type Transport = RelayTransport;
+
+    async fn connect(&mut self, url: &str) -> Result<Session<RelayTransport>, UpstreamError> {
+        let session = client::connect(
+            &self.settings,
+            url,
+            &self.identity,
+            &self.last_seq,
+            &self.init_params,
+        )
+        .await?;
+        let http = session.client;
+        let keepalive: KeepAlive = Arc::new(move |id, bound| {
+            let http = http.clone();
+            Box::pin(keep_alive(http, id, bound))
+        });
+        Ok(Session {
+            transport: session.transport,
+            keepalive,
+            server: session.server,
+            signals: session.signals,
+        })
+    }
+}
+
+/// A send that failed: the id of the message (if it was a request) and why.
+type Failure = (Option<Value>, UpstreamError);
+
+/// The relay connection, across all the sessions it opens.
+pub(super) struct Connection<C: Connector> {
+    settings: Arc<Settings>,
+    connector: C,
     events: mpsc::Sender<UpstreamEvent>,
     outgoing: mpsc::Receiver<Value>,
     shutdown: CancellationToken,
@@ -90,8 +155,8 @@ enum End {
 }
 
 /// One relay session while it lives: what `run` used to keep in ten mutable locals.
-struct Live {
-    session: Session,
+struct Live<T> {
+    session: Session<T>,
     failures_tx: mpsc::Sender<Failure>,
     failures: mpsc::Receiver<Failure>,
     /// The report the bridge has no room for yet.
@@ -108,21 +173,39 @@ struct Live {
     keepalive: Option<JoinHandle<()>>,
 }
 
-impl Connection {
+impl Connection<RelayConnector> {
+    /// The bridge's connection: sessions over HTTP.
     pub(super) fn new(
         upstream: Upstream,
         events: mpsc::Sender<UpstreamEvent>,
         outgoing: mpsc::Receiver<Value>,
         shutdown: CancellationToken,
     ) -> Self {
-        let ping_timeout = upstream.settings.ping_timeout;
-        Self {
-            ping_timeout,
-            send_timeout: ping_timeout.mul_f64(1.5),
-            settings: upstream.settings,
+        let connector = RelayConnector {
+            settings: upstream.settings.clone(),
             identity: upstream.identity,
             last_seq: upstream.last_seq,
             init_params: upstream.init_params,
+        };
+        Self::with_connector(upstream.settings, connector, events, outgoing, shutdown)
+    }
+}
+
+impl<C: Connector> Connection<C> {
+    /// A connection whose sessions `connector` makes.
+    pub(super) fn with_connector(
+        settings: Arc<Settings>,
+        connector: C,
+        events: mpsc::Sender<UpstreamEvent>,
+        outgoing: mpsc::Receiver<Value>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let ping_timeout = settings.ping_timeout;
+        Self {
+            ping_timeout,
+            send_timeout: ping_timeout.mul_f64(1.5),
+            settings,
+            connector,
             events,
             outgoing,
             shutdown,
@@ -140,9 +223,7 @@ impl Connection {
             let url = urls[self.node % urls.len()].clone();
             let connected = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                connected = client::connect(
-                    &self.settings, &url, &self.identity, &self.last_seq, &self.init_params,
-                ) => connected,
+                connected = self.connector.connect(&url) => connected,
             };
             let (cause, live) = match connected {
                 Err(cause) => (cause, None),
@@ -154,7 +235,7 @@ impl Connection {
                         End::Shutdown => {
                             live.stop_keepalive();
                             // Closing the transport sends DELETE: the partner learns at once.
-                            client::close(&mut live.session.transport).await;
+                            close(&mut live.session.transport).await;
                             return;
                         }
                         End::Lost(cause) => (cause, Some(live)),
@@ -169,7 +250,7 @@ impl Connection {
     }
 
     /// A new live session, its `Connected` report offered.
-    fn open(&mut self, session: Session) -> Live {
+    fn open(&mut self, session: Session<C::Transport>) -> Live<C::Transport> {
         let (failures_tx, failures) = mpsc::channel(64);
         let connected = UpstreamEvent::Connected {
             server: session.server.clone(),
@@ -192,7 +273,12 @@ impl Connection {
     /// The one way out of a session (or of a connection attempt): the bridge hears why, in
     /// order after what was waiting; the transport is closed; what was queued for it is failed
     /// (the bridge must not see it reach the next session); the next node is chosen.
-    async fn fail_over(&mut self, url: &str, cause: UpstreamError, live: Option<Live>) {
+    async fn fail_over(
+        &mut self,
+        url: &str,
+        cause: UpstreamError,
+        live: Option<Live<C::Transport>>,
+    ) {
         let cause = if self.settings.relay_urls.len() > 1 {
             self.node += 1;
             format!("{url}: {cause}")
@@ -211,7 +297,7 @@ impl Connection {
         let _ = self.events.send(lost).await;
         if let Some(mut live) = live {
             live.stop_keepalive();
-            client::close(&mut live.session.transport).await;
+            close(&mut live.session.transport).await;
         }
         while let Ok(stale) = self.outgoing.try_recv() {
             if stale.get("method").is_some() && stale.get("id").is_some() {
@@ -225,10 +311,11 @@ impl Connection {
     }
 
     /// Drives a live session until it ends.
-    async fn serve(&mut self, live: &mut Live) -> End {
+    async fn serve(&mut self, live: &mut Live<C::Transport>) -> End {
         // A handle of its own for `reserve`, whose permit would otherwise borrow `self`.
         let events = self.events.clone();
         loop {
+            let timer = live.timer(self.ping_timeout);
             let end = tokio::select! {
                 _ = self.shutdown.cancelled() => Some(End::Shutdown),
                 permit = events.reserve(), if live.waiting.is_some() => {
@@ -251,7 +338,7 @@ impl Connection {
                 Some((id, cause)) = live.failures.recv(), if live.waiting.is_none() => {
                     self.on_failure(live, id, cause)
                 }
-                _ = tokio::time::sleep_until(live.next_ping) => self.on_ping_due(live),
+                _ = tokio::time::sleep_until(timer) => self.on_ping_due(live),
             };
             if let Some(end) = end {
                 return end;
@@ -261,7 +348,11 @@ impl Connection {
 
     /// A message from the relay: a ping's answer is the bridge's own, anything else is
     /// offered to the bridge.
-    fn on_message(&mut self, live: &mut Live, message: Option<ClientMessage>) -> Option<End> {
+    fn on_message(
+        &mut self,
+        live: &mut Live<C::Transport>,
+        message: Option<ClientMessage>,
+    ) -> Option<End> {
         let Some(message) = message else {
             return Some(End::Lost(UpstreamError::Closed));
         };
@@ -291,7 +382,7 @@ impl Connection {
     /// bridge's to answer.
     fn on_failure(
         &mut self,
-        live: &mut Live,
+        live: &mut Live<C::Transport>,
         id: Option<Value>,
         cause: UpstreamError,
     ) -> Option<End> {
@@ -318,7 +409,7 @@ impl Connection {
 
     /// The ping timer: judge the ping in flight, send the next one (or, while the bridge is
     /// blocked, a keepalive straight over HTTP).
-    fn on_ping_due(&mut self, live: &mut Live) -> Option<End> {
+    fn on_ping_due(&mut self, live: &mut Live<C::Transport>) -> Option<End> {
         let now = tokio::time::Instant::now();
         if live.waiting.is_some() {
             // The bridge is blocked (its host is not reading): it is not reading the relay
@@ -329,22 +420,23 @@ impl Connection {
             if live.keepalive.as_ref().is_none_or(JoinHandle::is_finished) {
                 self.ping_counter += 1;
                 let id = InternalId::Keepalive(self.ping_counter);
-                let client = live.session.client.clone();
-                live.keepalive = Some(tokio::spawn(keep_alive(client, id, self.send_timeout)));
+                let ping = (live.session.keepalive)(id, self.send_timeout);
+                live.keepalive = Some(tokio::spawn(ping));
             }
             live.next_ping = now + self.settings.ping_interval;
             return None;
         }
         if let Some((_, sent)) = live.outstanding_ping {
             if sent.max(live.reading_since).elapsed() < self.ping_timeout {
-                live.next_ping = now + PING_RECHECK;
-                return None;
+                return None; // the timer moved: the bridge was blocked meanwhile
             }
             live.outstanding_ping = None;
             let unanswered = UpstreamError::PingTimeout(self.ping_timeout);
             if let Some(end) = self.ping_failed(live, unanswered) {
                 return Some(end);
             }
+        } else if now < live.next_ping {
+            return None;
         }
         self.ping_counter += 1;
         let id = InternalId::Ping(self.ping_counter);
@@ -368,7 +460,7 @@ impl Connection {
     /// A ping failed or went unanswered: with several relay URLs the session ends (another
     /// node can serve now); with one, the session is degraded and pinged again soon, backing
     /// off, to notice the relay's return.
-    fn ping_failed(&mut self, live: &mut Live, cause: UpstreamError) -> Option<End> {
+    fn ping_failed(&mut self, live: &mut Live<C::Transport>, cause: UpstreamError) -> Option<End> {
         if self.settings.relay_urls.len() > 1 {
             return Some(End::Lost(cause));
         }
@@ -388,7 +480,21 @@ impl Connection {
 /// What rmcp's client transport yields.
 type ClientMessage = rmcp::service::RxJsonRpcMessage<rmcp::RoleClient>;
 
-impl Live {
+impl<T> Live<T> {
+    /// When the ping timer must look next: at the deadline of the ping in flight (its
+    /// timeout, counted from when its answer could first be read), else when the next ping
+    /// is due. (While the bridge is blocked no ping is judged: only the next keepalive is.)
+    /// A ping is judged at its own deadline, not at the next ping: with the default 30 s
+    /// interval, a relay that stopped answering is reported 10 s after the ping, not 30.
+    fn timer(&self, ping_timeout: Duration) -> Instant {
+        match self.outstanding_ping {
+            Some((_, sent)) if self.waiting.is_none() => {
+                sent.max(self.reading_since) + ping_timeout
+            }
+            _ => self.next_ping,
+        }
+    }
+
     fn stop_keepalive(&mut self) {
         if let Some(task) = self.keepalive.take() {
             task.abort();
@@ -418,8 +524,8 @@ async fn keep_alive(client: RelayClient, id: InternalId, bound: Duration) {
 /// own task; a failure is reported on `failures`. Only the bridge's own requests and
 /// notifications are bounded (by `bound`): a host request may take as long as the host allows
 /// (a server answering in plain JSON holds the POST open until the tool finishes).
-fn send(
-    transport: &mut RelayTransport,
+fn send<T: Transport<RoleClient>>(
+    transport: &mut T,
     value: Value,
     failures: &mpsc::Sender<Failure>,
     bound: Duration,
@@ -447,6 +553,12 @@ fn send(
         };
         let _ = failures.send((id, cause)).await;
     });
+}
+
+/// Closes a transport (DELETE for a live relay session), never waiting long: rmcp's worker can
+/// sit in a request a hung relay never answers.
+async fn close<T: Transport<RoleClient>>(transport: &mut T) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, transport.close()).await;
 }
 
 /// Sleeps `delay` unless shutdown comes first; true on shutdown.
@@ -495,7 +607,276 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    //! The state machine on tokio's paused time: a scripted connector and an in-memory
+    //! transport play the relay, so 30 s ping intervals and 10 s timeouts take no real time.
+
+    use std::collections::VecDeque;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use rmcp::model::ServerJsonRpcMessage;
+    use rmcp::service::TxJsonRpcMessage;
+
     use super::*;
+    use crate::settings::{DEFAULT_CALL_DEADLINE, Paths};
+
+    /// One relay session's transport, in memory: what the connection sends goes to `sent`,
+    /// what the test pushes on `incoming` is what it receives.
+    struct FakeTransport {
+        sent: mpsc::UnboundedSender<Value>,
+        incoming: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
+    }
+
+    impl Transport<RoleClient> for FakeTransport {
+        type Error = std::io::Error;
+
+        fn send(
+            &mut self,
+            item: TxJsonRpcMessage<RoleClient>,
+        ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+            let _ = self.sent.send(serde_json::to_value(item).unwrap());
+            std::future::ready(Ok(()))
+        }
+
+        async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+            self.incoming.recv().await
+        }
+
+        async fn close(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    /// The test's end of one session.
+    struct Relay {
+        sent: mpsc::UnboundedReceiver<Value>,
+        incoming: mpsc::UnboundedSender<ServerJsonRpcMessage>,
+        signals: mpsc::UnboundedSender<Signal>,
+    }
+
+    impl Relay {
+        /// The next ping the connection sends (other messages are skipped).
+        async fn ping(&mut self) -> Value {
+            loop {
+                let message = self.sent.recv().await.expect("the session is open");
+                if message["method"] == "ping" {
+                    return message["id"].clone();
+                }
+            }
+        }
+
+        fn answer(&self, id: Value) {
+            let answer = json!({ "jsonrpc": "2.0", "id": id, "result": {} });
+            let _ = self.incoming.send(serde_json::from_value(answer).unwrap());
+        }
+    }
+
+    /// Connects to every URL it is asked for, handing the test its end of each session.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        urls: Arc<Mutex<Vec<String>>>,
+        relays: Arc<Mutex<VecDeque<Relay>>>,
+    }
+
+    impl Connector for Scripted {
+        type Transport = FakeTransport;
+
+        async fn connect(&mut self, url: &str) -> Result<Session<FakeTransport>, UpstreamError> {
+            self.urls.lock().unwrap().push(url.to_owned());
+            let (sent_tx, sent) = mpsc::unbounded_channel();
+            let (incoming, incoming_rx) = mpsc::unbounded_channel();
+            let (signals, signals_rx) = mpsc::unbounded_channel();
+            self.relays.lock().unwrap().push_back(Relay {
+                sent,
+                incoming,
+                signals,
+            });
+            let keepalive: KeepAlive = Arc::new(|_, _| Box::pin(async {}));
+            Ok(Session {
+                transport: FakeTransport {
+                    sent: sent_tx,
+                    incoming: incoming_rx,
+                },
+                keepalive,
+                server: json!({ "serverInfo": { "name": "fake" } }),
+                signals: signals_rx,
+            })
+        }
+    }
+
+    impl Scripted {
+        fn session(&self) -> Relay {
+            self.relays.lock().unwrap().pop_front().expect("a session")
+        }
+    }
+
+    fn settings(urls: &[&str]) -> Arc<Settings> {
+        let dir = PathBuf::from("/nonexistent/mcp-chat-connection-test");
+        Arc::new(Settings {
+            relay_url: urls[0].to_owned(),
+            relay_urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            relay_source: "test",
+            display_name: None,
+            ephemeral: true,
+            access_token: None,
+            headers: Vec::new(),
+            ca_bundle: None,
+            paths: Paths {
+                config_dir: dir.clone(),
+                log_dir: dir,
+            },
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(10),
+            connect_wait: Duration::from_secs(10),
+            list_wait: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(10),
+            chat_call_deadline: DEFAULT_CALL_DEADLINE,
+        })
+    }
+
+    /// Starts a connection to `urls`; returns its reports, its queue, the script and the stop.
+    fn start(
+        urls: &[&str],
+    ) -> (
+        mpsc::Receiver<UpstreamEvent>,
+        mpsc::Sender<Value>,
+        Scripted,
+        CancellationToken,
+    ) {
+        let (events_tx, events) = mpsc::channel(16);
+        let (outgoing, outgoing_rx) = mpsc::channel(16);
+        let script = Scripted::default();
+        let stop = CancellationToken::new();
+        let connection = Connection::with_connector(
+            settings(urls),
+            script.clone(),
+            events_tx,
+            outgoing_rx,
+            stop.clone(),
+        );
+        tokio::spawn(connection.run());
+        (events, outgoing, script, stop)
+    }
+
+    async fn next(events: &mut mpsc::Receiver<UpstreamEvent>) -> UpstreamEvent {
+        events.recv().await.expect("the connection reports")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_ping_degrades_the_session_and_an_answer_restores_it() {
+        let (mut events, _outgoing, script, _stop) = start(&["http://one/mcp"]);
+        assert!(matches!(
+            next(&mut events).await,
+            UpstreamEvent::Connected {
+                restored: false,
+                ..
+            }
+        ));
+        let mut relay = script.session();
+        let started = Instant::now();
+        let _unanswered = relay.ping().await;
+        assert!(started.elapsed() >= Duration::from_secs(30), "one interval");
+        match next(&mut events).await {
+            UpstreamEvent::Lost {
+                cause,
+                transport_gone,
+            } => {
+                assert!(!transport_gone, "one URL: the transport lives on");
+                assert!(
+                    cause.contains("did not answer a ping within 10s"),
+                    "{cause}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            started.elapsed() >= Duration::from_secs(40),
+            "after the timeout"
+        );
+        // Pinged again soon (backing off), not after a whole interval; an answer restores.
+        let retry = relay.ping().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "{:?}",
+            started.elapsed()
+        );
+        relay.answer(retry);
+        assert!(matches!(
+            next(&mut events).await,
+            UpstreamEvent::Connected { restored: true, .. }
+        ));
+        assert_eq!(script.urls.lock().unwrap().len(), 1, "the same session");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_connection_fails_over_to_the_next_url_at_once() {
+        let (mut events, _outgoing, script, _stop) = start(&["http://one/mcp", "http://two/mcp"]);
+        next(&mut events).await;
+        let relay = script.session();
+        let started = Instant::now();
+        relay
+            .signals
+            .send(Signal::Unreachable("connection refused".to_owned()))
+            .unwrap();
+        match next(&mut events).await {
+            UpstreamEvent::Lost {
+                cause,
+                transport_gone,
+            } => {
+                assert!(transport_gone);
+                assert_eq!(
+                    cause,
+                    "http://one/mcp: cannot reach the relay: connection refused"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            next(&mut events).await,
+            UpstreamEvent::Connected { restored: true, .. }
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no ping waited for: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            *script.urls.lock().unwrap(),
+            ["http://one/mcp", "http://two/mcp"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_several_urls_an_unanswered_ping_fails_over_and_a_forgotten_session_reconnects() {
+        let (mut events, _outgoing, script, _stop) = start(&["http://one/mcp", "http://two/mcp"]);
+        next(&mut events).await;
+        let mut first = script.session();
+        first.ping().await;
+        match next(&mut events).await {
+            UpstreamEvent::Lost {
+                cause,
+                transport_gone,
+            } => {
+                assert!(transport_gone, "several URLs: the session ends");
+                assert!(cause.starts_with("http://one/mcp: the relay did not answer a ping"));
+            }
+            other => panic!("{other:?}"),
+        }
+        next(&mut events).await;
+        let second = script.session();
+        second.signals.send(Signal::SessionGone).unwrap();
+        match next(&mut events).await {
+            UpstreamEvent::Lost { cause, .. } => {
+                assert!(cause.contains("no longer knows this session"), "{cause}")
+            }
+            other => panic!("{other:?}"),
+        }
+        next(&mut events).await;
+        assert_eq!(
+            *script.urls.lock().unwrap(),
+            ["http://one/mcp", "http://two/mcp", "http://one/mcp"]
+        );
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_its_cap_and_starts_over_on_reset() {
