@@ -810,26 +810,11 @@ mod tests {
 
     fn settings() -> Settings {
         let dir = PathBuf::from("/nonexistent/mcp-chat-router-test");
-        Settings {
-            relay_url: "http://127.0.0.1:9/mcp".to_owned(),
-            relay_urls: vec!["http://127.0.0.1:9/mcp".to_owned()],
-            relay_source: "test",
-            display_name: None,
-            ephemeral: true,
-            access_token: None,
-            headers: Vec::new(),
-            ca_bundle: None,
-            paths: Paths {
-                config_dir: dir.clone(),
-                log_dir: dir,
-            },
-            ping_interval: Duration::from_secs(30),
-            ping_timeout: Duration::from_secs(10),
-            connect_wait: Duration::from_secs(10),
-            list_wait: Duration::from_secs(1),
-            progress_interval: Duration::from_secs(10),
-            chat_call_deadline: DEFAULT_CALL_DEADLINE,
-        }
+        let paths = Paths {
+            config_dir: dir.clone(),
+            log_dir: dir,
+        };
+        Settings::defaults(&["http://127.0.0.1:9/mcp"], paths)
     }
 
     /// A router whose host has initialized and whose relay connection is up; the host's and

@@ -54,6 +54,8 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// Default of [`ENV_PROGRESS_SECS`].
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// How long `tools/list` waits for the first connection before answering from the contract.
+pub const DEFAULT_LIST_WAIT: Duration = Duration::from_secs(1);
 /// Default of [`ENV_CALL_DEADLINE_SECS`]. The relay answers its chat tools in milliseconds; the
 /// bound is there because an answer can be lost for good on the way (a POST response cut inside
 /// its SSE body: rmcp's server keeps no replay of a request it has answered).
@@ -237,6 +239,30 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// The defaults, for the relay nodes `relay_urls` (at least one, unchecked) and `paths`: no
+    /// display name, token or extra headers, the stored identity, default timers. For callers
+    /// that build settings in code (tests, the fuzz target) and change what they need.
+    pub fn defaults(relay_urls: &[&str], paths: Paths) -> Self {
+        let relay_urls: Vec<String> = relay_urls.iter().map(|u| (*u).to_owned()).collect();
+        Self {
+            relay_url: relay_urls.first().cloned().unwrap_or_default(),
+            relay_urls,
+            relay_source: "code",
+            display_name: None,
+            ephemeral: false,
+            access_token: None,
+            headers: Vec::new(),
+            ca_bundle: None,
+            paths,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            connect_wait: DEFAULT_CONNECT_WAIT,
+            list_wait: DEFAULT_LIST_WAIT,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            chat_call_deadline: DEFAULT_CALL_DEADLINE,
+        }
+    }
+
     /// Resolves settings from flags, an environment lookup and the config file in `paths`.
     pub fn resolve(
         flags: &Flags,
@@ -304,7 +330,7 @@ impl Settings {
             ping_interval: seconds(env, ENV_PING_SECS)?.unwrap_or(DEFAULT_PING_INTERVAL),
             ping_timeout: seconds(env, ENV_PING_TIMEOUT_SECS)?.unwrap_or(DEFAULT_PING_TIMEOUT),
             connect_wait: seconds(env, ENV_CONNECT_WAIT_SECS)?.unwrap_or(DEFAULT_CONNECT_WAIT),
-            list_wait: Duration::from_secs(1),
+            list_wait: DEFAULT_LIST_WAIT,
             progress_interval: seconds(env, ENV_PROGRESS_SECS)?
                 .unwrap_or(DEFAULT_PROGRESS_INTERVAL),
             chat_call_deadline: seconds(env, ENV_CALL_DEADLINE_SECS)?

@@ -68,6 +68,21 @@ pub fn relay_binary() -> PathBuf {
         .clone()
 }
 
+/// The flags that keep a relay process fast to test: a grace period of `grace_secs` and a
+/// rate limit no test reaches. Tests add their own (`--store`, `--admin-bind`, ...).
+pub fn test_args(grace_secs: u64) -> Vec<String> {
+    [
+        "--grace-secs",
+        &grace_secs.to_string(),
+        "--rate-per-sec",
+        "1000",
+        "--rate-burst",
+        "1000",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// One relay process; killed on drop.
 pub struct RelayProcess {
     /// Where it listens (the same after [`Self::restart`]).

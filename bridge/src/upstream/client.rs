@@ -363,16 +363,16 @@ impl StreamableHttpClient for RelayClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        self.note_route(&uri, &session_id, &auth_header, &custom_headers);
-        let headers = self.headers_for(&message, &session_id, custom_headers);
-        let request_id = request_id(&message);
-        let attached = session_id.is_some();
-        let result = self
-            .http
-            .post_message(uri, message, session_id, auth_header, headers)
-            .await;
-        self.observe(&result, attached);
-        claim_refusal(request_id, result)
+        // One path for every POST, with the bridge's own event bound.
+        self.post_message_with_max_sse_event_size(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            MAX_EVENT_BYTES,
+        )
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -423,17 +423,16 @@ impl StreamableHttpClient for RelayClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
-        // Re-attaching the stream: the relay pushes again from what arrived, beyond what its
-        // replay cache for `Last-Event-ID` still holds.
-        let mut custom_headers = custom_headers;
-        self.add_last_seq(&mut custom_headers);
-        let attached = session_id.is_some();
-        let result = self
-            .http
-            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
-            .await;
-        self.observe(&result, attached);
-        result
+        // One path for every GET, with the bridge's own event bound.
+        self.get_stream_with_max_sse_event_size(
+            uri,
+            session_id,
+            last_event_id,
+            auth_header,
+            custom_headers,
+            MAX_EVENT_BYTES,
+        )
+        .await
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -445,6 +444,8 @@ impl StreamableHttpClient for RelayClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        // Re-attaching the stream: the relay pushes again from what arrived, beyond what its
+        // replay cache for `Last-Event-ID` still holds.
         let mut custom_headers = custom_headers;
         self.add_last_seq(&mut custom_headers);
         let attached = session_id.is_some();

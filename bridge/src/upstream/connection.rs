@@ -618,7 +618,7 @@ mod tests {
     use rmcp::service::TxJsonRpcMessage;
 
     use super::*;
-    use crate::settings::{DEFAULT_CALL_DEADLINE, Paths};
+    use crate::settings::Paths;
 
     /// One relay session's transport, in memory: what the connection sends goes to `sent`,
     /// what the test pushes on `incoming` is what it receives.
@@ -712,26 +712,11 @@ mod tests {
 
     fn settings(urls: &[&str]) -> Arc<Settings> {
         let dir = PathBuf::from("/nonexistent/mcp-chat-connection-test");
-        Arc::new(Settings {
-            relay_url: urls[0].to_owned(),
-            relay_urls: urls.iter().map(|u| (*u).to_owned()).collect(),
-            relay_source: "test",
-            display_name: None,
-            ephemeral: true,
-            access_token: None,
-            headers: Vec::new(),
-            ca_bundle: None,
-            paths: Paths {
-                config_dir: dir.clone(),
-                log_dir: dir,
-            },
-            ping_interval: Duration::from_secs(30),
-            ping_timeout: Duration::from_secs(10),
-            connect_wait: Duration::from_secs(10),
-            list_wait: Duration::from_secs(1),
-            progress_interval: Duration::from_secs(10),
-            chat_call_deadline: DEFAULT_CALL_DEADLINE,
-        })
+        let paths = Paths {
+            config_dir: dir.clone(),
+            log_dir: dir,
+        };
+        Arc::new(Settings::defaults(urls, paths))
     }
 
     /// Starts a connection to `urls`; returns its reports, its queue, the script and the stop.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use testkit::process::{RelayProcess, relay_binary};
+use testkit::process::{RelayProcess, relay_binary, test_args};
 use testkit::redis::RedisServer;
 
 use crate::common::{Bridge, temp_dir};
@@ -23,17 +23,9 @@ const GRACE_SECS: u64 = 5;
 
 /// A relay node: a real `mcp-chat-relay` process on the shared Redis.
 async fn node(redis: &RedisServer) -> RelayProcess {
-    let grace = GRACE_SECS.to_string();
-    let args = [
-        "--store",
-        &redis.url(),
-        "--grace-secs",
-        &grace,
-        "--rate-per-sec",
-        "1000",
-        "--rate-burst",
-        "1000",
-    ];
+    let mut args = vec!["--store".to_owned(), redis.url()];
+    args.extend(test_args(GRACE_SECS));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     RelayProcess::start(&relay_binary(), &args, &[]).await
 }
 

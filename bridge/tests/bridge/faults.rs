@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::common::{Bridge, Relay, relay_config, temp_dir};
 use crate::fault_proxy::{FaultProxy, Mode};
-use testkit::process::{RelayProcess, relay_binary};
+use testkit::process::{RelayProcess, relay_binary, test_args};
 
 /// A small deterministic RNG (xorshift64*), seeded from `MCP_CHAT_FAULT_SEED` or the clock.
 pub(crate) struct Rng(u64);
@@ -916,14 +916,8 @@ pub(crate) async fn deaf_host(
 
 /// A real `mcp-chat-relay` process (in-memory store) on `port` (0: a free one).
 async fn relay_process(port: u16) -> RelayProcess {
-    let args = [
-        "--grace-secs",
-        "3",
-        "--rate-per-sec",
-        "1000",
-        "--rate-burst",
-        "1000",
-    ];
+    let args = test_args(3);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     RelayProcess::start_on(&relay_binary(), port, &args, &[]).await
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::process::RelayProcess;
+use testkit::process::{RelayProcess, test_args};
 
 use crate::common::{Chatter, PROMPT, Pushed};
 
@@ -72,18 +72,10 @@ pub struct RelayNode {
 impl RelayNode {
     /// Starts a node on a port of its own, with the store at `store` (e.g. a Redis URL).
     pub async fn start(store: &str, options: &NodeOptions) -> Self {
-        let grace = options.grace_secs.to_string();
-        let mut args = vec![
-            "--store",
-            store,
-            "--grace-secs",
-            &grace,
-            "--rate-per-sec",
-            "1000",
-            "--rate-burst",
-            "1000",
-        ];
-        args.extend(options.extra_args.iter().map(String::as_str));
+        let mut args = vec!["--store".to_owned(), store.to_owned()];
+        args.extend(test_args(options.grace_secs));
+        args.extend(options.extra_args.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let binary = Path::new(env!("CARGO_BIN_EXE_mcp-chat-relay"));
         let process = RelayProcess::start(binary, &args, &[]).await;
         Self {
