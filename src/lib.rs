@@ -15,6 +15,7 @@
 //! - [`limits`]: default limits and the input sanitisers that enforce the contract's bounds.
 //! - [`render`]: the short text renderings a model reads next to the structured results.
 //! - [`protocol`]: MCP protocol versions and HTTP header names.
+//! - [`secrets`]: the one rule for reading a token file (BOM, whitespace, empty file).
 //! - [`pane`]: the chat pane (an MCP App view, also the relay's web page) and its tools, listed
 //!   only to hosts that render MCP Apps.
 
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod pane;
 pub mod protocol;
 pub mod render;
+pub mod secrets;
 pub mod tools;
 
 pub use errors::{ErrorCode, ToolError};

@@ -15,15 +15,10 @@ fn smoke_run_delivers_every_message_exactly_once() {
     let bench = Path::new(env!("CARGO_BIN_EXE_mcp-chat-bench"));
     let mut command = Command::new(bench);
     command.args(["smoke", "--json"]);
-    // `cargo test --workspace` builds the relay binary next to the bench: load the real thing.
-    // When only this package is built (`cargo test -p mcp-chat-bench` on a clean checkout) it
-    // is not there, and the bench spawns the relay library linked into itself instead.
-    let relay = bench.with_file_name(format!("mcp-chat-relay{}", std::env::consts::EXE_SUFFIX));
-    if relay.is_file() {
-        command.arg("--relay-bin").arg(&relay);
-    } else {
-        command.arg("--builtin-relay");
-    }
+    // The real relay binary (built first when only this package was built).
+    command
+        .arg("--relay-bin")
+        .arg(testkit::process::relay_binary());
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

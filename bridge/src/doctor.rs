@@ -496,7 +496,7 @@ async fn check_relay(mut settings: Settings, relay: &str) -> Check {
                  MCP_CHAT_ACCESS_TOKEN; the bridge log has details"
                     .to_owned()
             };
-            Check::new(Status::Fail, subject, cause).fix(fix)
+            Check::new(Status::Fail, subject, cause.to_string()).fix(fix)
         }
     }
 }

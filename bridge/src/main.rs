@@ -139,7 +139,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {}
     }
     let settings = Settings::resolve(&flags, &env, paths)?;
-    init_logging(&settings);
+    init_logging(&settings, log_filter(&env)?);
     // Held until exit: the lock keeps other bridges off this identity slot.
     let identity = if settings.ephemeral {
         Identity::ephemeral()?
@@ -312,12 +312,26 @@ fn doctor(
     }
 }
 
+/// What `MCP_CHAT_LOG` asks to log (a `tracing` filter), or the default when it is unset or
+/// blank. A filter that does not parse is an error, not a silent default.
+fn log_filter(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    const DEFAULT: &str = "info,rmcp=warn,reqwest=warn,hyper_util=warn";
+    match env(settings::ENV_LOG).filter(|v| !v.trim().is_empty()) {
+        None => Ok(DEFAULT.to_owned()),
+        Some(filter) => match EnvFilter::try_new(&filter) {
+            Ok(_) => Ok(filter),
+            Err(e) => anyhow::bail!(
+                "{}={filter:?} is not valid: expected a tracing filter such as `info` or \
+                 `debug,rmcp=warn` ({e})",
+                settings::ENV_LOG
+            ),
+        },
+    }
+}
+
 /// Logs go to stderr (hosts show it in their MCP logs) and to a bounded file; never to stdout.
-fn init_logging(settings: &Settings) {
-    let filter = || {
-        EnvFilter::try_from_env("MCP_CHAT_LOG")
-            .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn,reqwest=warn,hyper_util=warn"))
-    };
+fn init_logging(settings: &Settings, filter: String) {
+    let filter = || EnvFilter::new(&filter);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)

@@ -29,12 +29,39 @@ pub const ENV_EPHEMERAL: &str = "MCP_CHAT_EPHEMERAL";
 pub const ENV_CONFIG_DIR: &str = "MCP_CHAT_CONFIG_DIR";
 /// Environment variable: overrides the directory of the log file.
 pub const ENV_LOG_DIR: &str = "MCP_CHAT_LOG_DIR";
+/// Environment variable: what the bridge logs, a `tracing` filter (default `info`).
+pub const ENV_LOG: &str = "MCP_CHAT_LOG";
 /// Environment variable: seconds between pings to the relay (default 30).
 pub const ENV_PING_SECS: &str = "MCP_CHAT_PING_SECS";
 /// Environment variable: seconds a tool call waits for an unreachable relay (default 10).
 pub const ENV_CONNECT_WAIT_SECS: &str = "MCP_CHAT_CONNECT_WAIT_SECS";
 /// Environment variable: seconds between progress notifications of a long call (default 10).
 pub const ENV_PROGRESS_SECS: &str = "MCP_CHAT_PROGRESS_SECS";
+/// Environment variable: seconds the relay may take to answer a chat tool call other than the
+/// waits (default 20); past that the host gets a tool error. Tests shorten it.
+pub const ENV_CALL_DEADLINE_SECS: &str = "MCP_CHAT_CALL_DEADLINE_SECS";
+
+/// Environment variable: seconds a ping may go unanswered before the connection counts as lost
+/// (default 10); the bridge's own requests get half as long again to be accepted. Tests shorten
+/// it.
+pub const ENV_PING_TIMEOUT_SECS: &str = "MCP_CHAT_PING_TIMEOUT_SECS";
+
+/// Default of [`ENV_PING_TIMEOUT_SECS`].
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`ENV_PING_SECS`].
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Default of [`ENV_CONNECT_WAIT_SECS`].
+pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// Default of [`ENV_PROGRESS_SECS`].
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// How long `tools/list` waits for the first connection before answering from the contract.
+pub const DEFAULT_LIST_WAIT: Duration = Duration::from_secs(1);
+/// Default of [`ENV_CALL_DEADLINE_SECS`]. The relay answers its chat tools in milliseconds; the
+/// bound is there because an answer can be lost for good on the way (a POST response cut inside
+/// its SSE body: rmcp's server keeps no replay of a request it has answered).
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(20);
+/// Longest any of the durations above may be set to (a day).
+const MAX_SECONDS: f64 = 86_400.0;
 
 /// What the command line said (only non-secret settings are flags).
 #[derive(Debug, Default, Clone)]
@@ -92,13 +119,18 @@ pub enum SettingsError {
     /// No platform directory could be found (no home directory).
     #[error("cannot find a config directory; set {ENV_CONFIG_DIR}")]
     NoConfigDir,
-    /// A file named by a setting is unreadable.
-    #[error("cannot read {path}: {reason}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
+    /// The token file is unreadable or empty.
+    #[error(transparent)]
+    TokenFile(#[from] mcp_chat::secrets::TokenFileError),
+    /// An environment variable holds a value the bridge cannot use (never silently ignored).
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    BadValue {
+        /// The variable.
+        name: &'static str,
+        /// What it holds.
+        value: String,
+        /// What it may hold.
+        expected: &'static str,
     },
 }
 
@@ -174,12 +206,16 @@ pub struct Settings {
     pub paths: Paths,
     /// Time between pings to the relay (keeps the session alive and notices a restart).
     pub ping_interval: Duration,
+    /// Longest a ping may go unanswered (for time its answer could have been read).
+    pub ping_timeout: Duration,
     /// Longest a tool call waits for a connection before failing.
     pub connect_wait: Duration,
     /// Longest `tools/list` waits for the first connection before answering from the contract.
     pub list_wait: Duration,
     /// Time between progress notifications during a long call.
     pub progress_interval: Duration,
+    /// Longest the relay may take to answer a chat tool call other than the waits.
+    pub chat_call_deadline: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -203,6 +239,30 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// The defaults, for the relay nodes `relay_urls` (at least one, unchecked) and `paths`: no
+    /// display name, token or extra headers, the stored identity, default timers. For callers
+    /// that build settings in code (tests, the fuzz target) and change what they need.
+    pub fn defaults(relay_urls: &[&str], paths: Paths) -> Self {
+        let relay_urls: Vec<String> = relay_urls.iter().map(|u| (*u).to_owned()).collect();
+        Self {
+            relay_url: relay_urls.first().cloned().unwrap_or_default(),
+            relay_urls,
+            relay_source: "code",
+            display_name: None,
+            ephemeral: false,
+            access_token: None,
+            headers: Vec::new(),
+            ca_bundle: None,
+            paths,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            connect_wait: DEFAULT_CONNECT_WAIT,
+            list_wait: DEFAULT_LIST_WAIT,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            chat_call_deadline: DEFAULT_CALL_DEADLINE,
+        }
+    }
+
     /// Resolves settings from flags, an environment lookup and the config file in `paths`.
     pub fn resolve(
         flags: &Flags,
@@ -228,13 +288,14 @@ impl Settings {
             .or_else(|| nonempty(env(ENV_DISPLAY_NAME)))
             .or_else(|| nonempty(file.display_name.clone()));
         let ephemeral = flags.ephemeral
-            || env(ENV_EPHEMERAL).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
-            || file.ephemeral.unwrap_or(false);
+            || boolean(env, ENV_EPHEMERAL)?
+                .or(file.ephemeral)
+                .unwrap_or(false);
 
         let access_token = match nonempty(env(ENV_ACCESS_TOKEN)) {
             Some(token) => Some(token.trim().to_owned()),
             None => match &file.access_token_file {
-                Some(path) => Some(read_first_line(path)?),
+                Some(path) => Some(mcp_chat::secrets::read_token_file(path)?),
                 None => None,
             },
         };
@@ -255,13 +316,6 @@ impl Settings {
         let ca_bundle = env(ENV_CA_BUNDLE)
             .map(PathBuf::from)
             .or(file.ca_bundle.clone());
-        let seconds = |key: &str, default: u64| {
-            env(key)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::from_secs(default))
-        };
 
         Ok(Self {
             relay_url,
@@ -273,10 +327,14 @@ impl Settings {
             headers,
             ca_bundle,
             paths,
-            ping_interval: seconds(ENV_PING_SECS, 30),
-            connect_wait: seconds(ENV_CONNECT_WAIT_SECS, 10),
-            list_wait: Duration::from_secs(1),
-            progress_interval: seconds(ENV_PROGRESS_SECS, 10),
+            ping_interval: seconds(env, ENV_PING_SECS)?.unwrap_or(DEFAULT_PING_INTERVAL),
+            ping_timeout: seconds(env, ENV_PING_TIMEOUT_SECS)?.unwrap_or(DEFAULT_PING_TIMEOUT),
+            connect_wait: seconds(env, ENV_CONNECT_WAIT_SECS)?.unwrap_or(DEFAULT_CONNECT_WAIT),
+            list_wait: DEFAULT_LIST_WAIT,
+            progress_interval: seconds(env, ENV_PROGRESS_SECS)?
+                .unwrap_or(DEFAULT_PROGRESS_INTERVAL),
+            chat_call_deadline: seconds(env, ENV_CALL_DEADLINE_SECS)?
+                .unwrap_or(DEFAULT_CALL_DEADLINE),
         })
     }
 }
@@ -333,12 +391,45 @@ fn load_config_file(path: &Path) -> Result<ConfigFile, SettingsError> {
     })
 }
 
-fn read_first_line(path: &Path) -> Result<String, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(text.lines().next().unwrap_or("").trim().to_owned())
+/// A duration in seconds from the environment variable `name` (fractions allowed); `None`
+/// when unset or blank. Anything else that is not a number of seconds above 0 and up to a day is
+/// an error: a typo must not quietly become the default.
+fn seconds(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Duration>, SettingsError> {
+    let Some(raw) = env(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_SECONDS => {
+            Ok(Some(Duration::from_secs_f64(secs)))
+        }
+        _ => Err(SettingsError::BadValue {
+            name,
+            value: raw,
+            expected: "a number of seconds above 0 and at most 86400, e.g. 30 or 0.5",
+        }),
+    }
+}
+
+/// A yes/no from the environment variable `name`; `None` when unset or blank.
+fn boolean(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<bool>, SettingsError> {
+    let Some(raw) = env(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(SettingsError::BadValue {
+            name,
+            value: raw,
+            expected: "1, true, yes or on, or 0, false, no or off",
+        }),
+    }
 }
 
 fn parse_header(
@@ -477,5 +568,56 @@ mod tests {
             !format!("{s:?}").contains("env-token"),
             "secrets stay out of debug output"
         );
+    }
+
+    #[test]
+    fn bad_environment_values_are_errors_not_defaults() {
+        let dir = temp_dir("bad-values");
+        let with = |name: &'static str, value: &'static str| {
+            move |k: &str| (k == name).then(|| value.to_owned())
+        };
+        for (name, value) in [
+            (ENV_PING_SECS, "thirty"),
+            (ENV_PING_SECS, "0"),
+            (ENV_CONNECT_WAIT_SECS, "-1"),
+            (ENV_PROGRESS_SECS, "inf"),
+            (ENV_CALL_DEADLINE_SECS, "100000"),
+            (ENV_EPHEMERAL, "maybe"),
+        ] {
+            let env = with(name, value);
+            let error = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap_err();
+            assert!(
+                matches!(&error, SettingsError::BadValue { name: n, .. } if *n == name),
+                "{name}={value}: {error}"
+            );
+            assert!(error.to_string().contains(name), "{error}");
+        }
+        let env = with(ENV_PING_SECS, " 0.5 ");
+        let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
+        assert_eq!(s.ping_interval, Duration::from_millis(500));
+        let env = with(ENV_EPHEMERAL, "Off");
+        let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
+        assert!(!s.ephemeral);
+        let env = with(ENV_CALL_DEADLINE_SECS, "");
+        let s = Settings::resolve(&Flags::default(), &env, paths(&dir)).unwrap();
+        assert_eq!(s.chat_call_deadline, DEFAULT_CALL_DEADLINE);
+    }
+
+    #[test]
+    fn the_token_file_follows_the_contracts_rule() {
+        let dir = temp_dir("token-file");
+        let token = dir.join("token");
+        std::fs::write(&token, "\u{feff}  file-token \r\n").unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("access_token_file = {:?}\n", token.display().to_string()),
+        )
+        .unwrap();
+        let none = |_: &str| None;
+        let s = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap();
+        assert_eq!(s.access_token.as_deref(), Some("file-token"));
+        std::fs::write(&token, "\n").unwrap();
+        let error = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap_err();
+        assert!(matches!(error, SettingsError::TokenFile(_)), "{error}");
     }
 }

@@ -37,24 +37,19 @@ fn settings() -> Settings {
                 .expect("a free loopback port");
             let url = format!("http://127.0.0.1:{port}/mcp");
             let dir = std::env::temp_dir().join(format!("mcp-chat-fuzz-{}", std::process::id()));
-            Settings {
-                relay_url: url.clone(),
-                relay_urls: vec![url],
-                relay_source: "fuzz",
-                display_name: Some("Fuzz".to_owned()),
-                ephemeral: true,
-                access_token: None,
-                headers: Vec::new(),
-                ca_bundle: None,
-                paths: Paths {
-                    config_dir: dir.clone(),
-                    log_dir: PathBuf::from(&dir),
-                },
-                ping_interval: Duration::from_secs(1),
-                connect_wait: Duration::from_millis(1),
-                list_wait: Duration::from_millis(1),
-                progress_interval: Duration::from_millis(1),
-            }
+            let paths = Paths {
+                config_dir: dir.clone(),
+                log_dir: PathBuf::from(&dir),
+            };
+            let mut settings = Settings::defaults(&[&url], paths);
+            settings.relay_source = "fuzz";
+            settings.display_name = Some("Fuzz".to_owned());
+            settings.ephemeral = true;
+            settings.ping_interval = Duration::from_secs(1);
+            settings.connect_wait = Duration::from_millis(1);
+            settings.list_wait = Duration::from_millis(1);
+            settings.progress_interval = Duration::from_millis(1);
+            settings
         })
         .clone()
 }

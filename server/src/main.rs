@@ -229,14 +229,7 @@ enum Command {
 /// The first line of a secret's file, trimmed (editors on Windows may start it with a
 /// byte-order mark).
 pub(crate) fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let secret = text.lines().next().map(|line| line.trim().to_owned());
-    match secret {
-        Some(secret) if !secret.is_empty() => Ok(secret),
-        _ => anyhow::bail!("the {what} file {} is empty", path.display()),
-    }
+    mcp_chat::secrets::read_token_file(path).with_context(|| format!("the {what} file"))
 }
 
 /// The Redis password in `MCP_CHAT_REDIS_PASSWORD` (empty: none, as Compose passes an unset

@@ -7,7 +7,7 @@ use mcp_chat::pane::{self, CHAT_HTML, CHAT_VIEW_URI, PANE_TOOL_NAMES, UI_MIME_TY
 use mcp_chat::tools::TOOL_NAMES;
 use serde_json::{Value, json};
 
-use crate::common::{Bridge, Relay, temp_dir};
+use crate::common::{Bridge, Relay, relay_config, temp_dir};
 
 fn names(list: &Value) -> Vec<String> {
     list["result"]["tools"]
@@ -30,7 +30,7 @@ fn with_pane() -> Vec<String> {
 /// its capabilities on), and not to one that did not; the instructions follow.
 #[tokio::test]
 async fn only_a_host_that_renders_apps_gets_the_pane() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut ui = Bridge::spawn(&relay.url, temp_dir("apps-ui"), &[]);
     let mut plain = Bridge::spawn(&relay.url, temp_dir("apps-plain"), &[]);
     let init = ui.initialize_ui().await;
@@ -98,7 +98,7 @@ async fn the_view_opens_before_the_relay_is_reached() {
 /// `pane_send`, and the line shows in both transcripts.
 #[tokio::test]
 async fn pane_calls_go_through_the_bridge() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(&relay.url, temp_dir("apps-a"), &[]);
     let mut b = Bridge::spawn(&relay.url, temp_dir("apps-b"), &[]);
     a.initialize_ui().await;

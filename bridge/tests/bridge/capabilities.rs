@@ -54,7 +54,7 @@ async fn resource_uris(bridge: &mut Bridge) -> Vec<String> {
 }
 
 fn expected_uris(ui: bool) -> Vec<String> {
-    let mut uris = vec![mcp_chat_bridge::bridge::INBOX_URI.to_owned()];
+    let mut uris = vec![mcp_chat_bridge::INBOX_URI.to_owned()];
     if ui {
         uris.push(pane::CHAT_VIEW_URI.to_owned());
     }
@@ -132,12 +132,9 @@ async fn bridge_answers_the_lists_at_once_without_a_relay() {
     }
 }
 
-/// `completion/complete` is not advertised, so it should answer -32601 at once, also while the
-/// relay is unreachable. Today the bridge holds it for the relay (connect wait, then a
-/// "could not be reached" tool-style error); the fix is in bridge.rs (answer -32601 unless the
-/// relay advertised `completions`), which is being restructured: see /work/notes/hosts.md.
+/// `completion/complete` is not advertised, so it answers -32601 at once, also while the relay
+/// is unreachable (it once waited for the relay, then answered "could not be reached").
 #[tokio::test]
-#[ignore = "needs the bridge to answer completion/complete itself (bridge.rs, being restructured)"]
 async fn bridge_answers_completion_at_once_without_a_relay() {
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

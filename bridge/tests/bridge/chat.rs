@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Bridge, Relay, paired, temp_dir};
+use crate::common::{Bridge, Relay, paired, relay_config, temp_dir};
 
 /// The host's `initialize` is answered without the network, with the chat tools' instructions.
 #[tokio::test]
 async fn initialize_is_answered_and_tools_match_the_contract() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(&relay.url, temp_dir("init"), &[]);
     let result = a.initialize().await;
     assert_eq!(result["serverInfo"]["name"], "mcp-chat-bridge");
@@ -35,7 +35,7 @@ async fn initialize_is_answered_and_tools_match_the_contract() {
 /// messages both ways, pushed and pulled; channel pushes frame the stranger's words.
 #[tokio::test]
 async fn two_bridges_chat_through_a_relay() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     let log = a
         .notification_where("notifications/message", |p| {
@@ -91,7 +91,7 @@ async fn two_bridges_chat_through_a_relay() {
 /// call finished.
 #[tokio::test]
 async fn long_waits_report_progress_until_they_end() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(&relay.url, temp_dir("progress"), &[]);
     a.initialize().await;
     a.ok("enter_queue", json!({})).await;
@@ -126,7 +126,7 @@ async fn long_waits_report_progress_until_they_end() {
 /// With a configured display name, queue calls without one use it.
 #[tokio::test]
 async fn configured_display_name_is_used() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(
         &relay.url,
         temp_dir("name"),
@@ -141,7 +141,7 @@ async fn configured_display_name_is_used() {
 /// wait gets the message sent after the cancel.
 #[tokio::test]
 async fn cancellation_is_forwarded_and_loses_nothing() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     a.ok("wait_for_message", json!({ "timeout_secs": 0 })).await;
     a.send(json!({
@@ -170,7 +170,7 @@ async fn cancellation_is_forwarded_and_loses_nothing() {
 /// The `chat://current` resource lists the latest events and is updated as they arrive.
 #[tokio::test]
 async fn inbox_resource_follows_the_chat() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     let list = a.request("resources/list", json!({})).await;
     assert_eq!(list["result"]["resources"][0]["uri"], "chat://current");
@@ -194,7 +194,7 @@ async fn inbox_resource_follows_the_chat() {
 /// mirror), and the bridge writes the logging line for its host itself, once per event.
 #[tokio::test]
 async fn the_bridge_writes_the_log_lines_and_the_relay_sends_each_event_once() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     a.ok("send_message", json!({ "text": "once" })).await;
     b.notification_where("message.received", |p| p["text"] == "once")
@@ -232,4 +232,66 @@ async fn the_bridge_writes_the_log_lines_and_the_relay_sends_each_event_once() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no notifications counter in {metrics}"));
     assert_eq!(sent, 3, "{metrics}");
+}
+
+/// A text far beyond what the relay takes (70,000 characters: the relay answers HTTP 413
+/// without reading the call) is answered at once with a tool error that says the text is too
+/// long and nothing was sent, not 20 s later as "may or may not have taken effect" (issue 18,
+/// fault 3). The partner gets nothing, and the next message goes through.
+#[tokio::test]
+async fn a_text_the_relay_refuses_as_too_large_is_answered_at_once() {
+    let relay = Relay::start_with(relay_config()).await;
+    let (mut a, mut b) = paired(&relay.url).await;
+    let started = std::time::Instant::now();
+    let result = a
+        .call("send_message", json!({ "text": "x".repeat(70_000) }))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(result["isError"], true, "{result}");
+    assert_eq!(
+        result["_meta"]["mcp-chat/error"]["error"]["code"], "message_too_long",
+        "{result}"
+    );
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("too long"), "{text}");
+    assert!(text.contains("nothing was sent"), "{text}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    a.ok("send_message", json!({ "text": "short" })).await;
+    let got = b.notification("message.received").await;
+    assert_eq!(got["text"], "short", "the long text never arrived");
+}
+
+/// Two host requests in flight with one JSON-RPC id: the second is refused at once with an
+/// error that names the id, the first is answered by the relay, and nothing else comes for
+/// that id (issue 18, fault 4: one got "stream closed before its final response", the other
+/// was never answered).
+#[tokio::test]
+async fn a_duplicate_request_id_in_flight_is_refused_and_each_request_answered_once() {
+    let relay = Relay::start_with(relay_config()).await;
+    let (mut a, _b) = paired(&relay.url).await;
+    let wait = json!({
+        "jsonrpc": "2.0", "id": "twice", "method": "tools/call",
+        "params": { "name": "wait_for_message", "arguments": { "timeout_secs": 1 } },
+    });
+    a.send(wait.clone()).await;
+    a.send(wait).await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let message = a.next().await;
+        if message["id"] == "twice" && message.get("method").is_none() {
+            answers.push(message);
+        }
+    }
+    let refused = &answers[0];
+    assert_eq!(refused["error"]["code"], -32600, "{answers:?}");
+    let why = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("\"twice\"") && why.contains("already"),
+        "{why}"
+    );
+    assert_eq!(answers[1]["result"]["isError"], false, "{answers:?}");
+    // A later round trip through the relay: anything more for the id would have come first.
+    a.ok("chat_status", json!({})).await;
+    let more: Vec<_> = a.backlog.iter().filter(|m| m["id"] == "twice").collect();
+    assert!(more.is_empty(), "answered twice: {more:?}");
 }

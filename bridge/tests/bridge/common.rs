@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,103 +10,21 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
 /// How long a test waits for something that should happen promptly.
 pub const PROMPT: Duration = Duration::from_secs(10);
 
-/// A relay in this process, on a real loopback socket.
-pub struct Relay {
-    pub addr: SocketAddr,
-    pub url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
+pub use testkit::relay::InProcessRelay as Relay;
+pub use testkit::temp_dir;
 
-impl Relay {
-    /// Starts a relay on a free port.
-    pub async fn start() -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+/// The relay settings of the bridge's tests: a 3 s grace period (longer than any reconnect the
+/// tests make), a fast sweep, a generous rate limit.
+pub fn relay_config() -> mcp_chat_relay::RelayConfig {
+    mcp_chat_relay::RelayConfig {
+        grace_period: Duration::from_secs(3),
+        ..testkit::relay::test_config()
     }
-
-    /// Starts a relay on `addr` (e.g. the port of a relay that was stopped).
-    pub async fn start_on(addr: SocketAddr) -> Self {
-        Self::start_with(addr, |_| {}).await
-    }
-
-    /// Starts a relay on `addr` with the test settings changed by `tweak`.
-    pub async fn start_with(
-        addr: SocketAddr,
-        tweak: impl FnOnce(&mut mcp_chat_relay::RelayConfig),
-    ) -> Self {
-        let mut attempts = 0;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(e) if attempts < 50 => {
-                    attempts += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot bind {addr}: {e}"),
-            }
-        };
-        let addr = listener.local_addr().unwrap();
-        let mut config = mcp_chat_relay::RelayConfig {
-            grace_period: Duration::from_secs(3),
-            sweep_interval: Duration::from_millis(100),
-            rate_per_sec: 1000.0,
-            rate_burst: 1000,
-            ..Default::default()
-        };
-        tweak(&mut config);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            mcp_chat_relay::serve(listener, config, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            addr,
-            url: format!("http://{addr}/mcp"),
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Stops the relay and waits until it has returned (its port is free again).
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
-            .await
-            .expect("relay stops")
-            .unwrap();
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// A fresh private directory for one bridge's config, identity and logs.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mcp-chat-bridge-test-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A bridge process, driven like a host drives it.

@@ -2,228 +2,31 @@
 //! killed for real, and the bridge must carry on through the other node without losing or
 //! repeating a message.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
+
+use testkit::process::{RelayProcess, relay_binary, test_args};
+use testkit::redis::RedisServer;
 
 use crate::common::{Bridge, temp_dir};
 
-/// Grace period of the relays: longer than a failover takes, short enough to wait out.
-const GRACE_SECS: u64 = 10;
-
-/// A `redis-server` of this test's own, on a free loopback port, without persistence.
-struct Redis {
-    _child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts one, or says loudly that the Redis tests did not run (fails under CI) and
-    /// returns `None` when `redis-server` is not installed.
-    async fn start() -> Option<Self> {
-        let Some(binary) = on_path("redis-server") else {
-            let banner = "REDIS TESTS DID NOT RUN: redis-server is not on PATH \
-                          (apt-get install redis-server)";
-            assert!(std::env::var_os("CI").is_none(), "{banner}");
-            // Written directly: the test harness captures `eprintln!`, and this must be seen.
-            let line = "!".repeat(banner.len());
-            let _ = write!(std::io::stderr(), "\n{line}\n{banner}\n{line}\n\n");
-            return None;
-        };
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start redis-server");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !pong(port).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server on port {port} does not answer PING"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Some(Self {
-            _child: child,
-            port,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-/// True when Redis on `port` answers a raw PING with `+PONG`.
-async fn pong(port: u16) -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
-        return false;
-    }
-    let mut reply = [0u8; 7];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await,
-        Ok(Ok(_))
-    ) && reply == *b"+PONG\r\n"
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The relay binary of this build (`target/<profile>/mcp-chat-relay`), built first: the bridge
-/// package does not build it, and a binary left over from an older build may lack flags.
-fn relay_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            // target/<profile>/deps/<test binary>
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-            let binary =
-                profile_dir.join(format!("mcp-chat-relay{}", std::env::consts::EXE_SUFFIX));
-            let target_dir = profile_dir.parent().unwrap();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let mut build = std::process::Command::new(cargo);
-            build
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "mcp-chat-relay",
-                    "--bin",
-                    "mcp-chat-relay",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            let output = build.output();
-            match output {
-                Ok(out) if out.status.success() => {}
-                // A build broken by work in progress elsewhere: an existing binary still tests.
-                Ok(_) | Err(_) if binary.is_file() => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "note: cannot rebuild mcp-chat-relay; using {}",
-                        binary.display()
-                    );
-                }
-                Ok(out) => panic!(
-                    "cannot build mcp-chat-relay:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                Err(e) => panic!("cannot run cargo to build mcp-chat-relay: {e}"),
-            }
-            binary
-        })
-        .clone()
-}
+/// Grace period of the relays: longer than a failover takes (a refused connection fails over
+/// at once), short enough to wait out.
+const GRACE_SECS: u64 = 5;
 
 /// A relay node: a real `mcp-chat-relay` process on the shared Redis.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Node {
-    async fn start(redis: &Redis) -> Self {
-        let mut command = Command::new(relay_binary());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("MCP_CHAT_") {
-                command.env_remove(key);
-            }
-        }
-        let grace = GRACE_SECS.to_string();
-        command
-            .args(["--bind", "127.0.0.1:0", "--store", &redis.url()])
-            .args(["--grace-secs", &grace])
-            .args(["--rate-per-sec", "1000", "--rate-burst", "1000"])
-            // The listening line is an info log; a RUST_LOG of the caller's must not hide it.
-            .env("RUST_LOG", "info,rmcp=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("start mcp-chat-relay");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let kept = log.clone();
-        tokio::spawn(async move {
-            let mut port_tx = Some(port_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1)
-                    && let Some(port) = rest.split('/').next().and_then(|p| p.parse::<u16>().ok())
-                    && let Some(tx) = port_tx.take()
-                {
-                    let _ = tx.send(port);
-                }
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let port = match tokio::time::timeout(Duration::from_secs(20), port_rx).await {
-            Ok(Ok(port)) => port,
-            // The reader ended (the relay exited) or the relay is silent.
-            _ => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let status = child.try_wait().ok().flatten();
-                panic!(
-                    "mcp-chat-relay did not start listening (exit: {status:?}):\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            url: format!("http://127.0.0.1:{port}/mcp"),
-            log,
-        }
-    }
-
-    /// SIGKILL: no goodbye to anyone, as when a machine dies.
-    async fn kill(&mut self) {
-        self.child.kill().await.expect("kill the relay");
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
+async fn node(redis: &RedisServer) -> RelayProcess {
+    let mut args = vec!["--store".to_owned(), redis.url()];
+    args.extend(test_args(GRACE_SECS));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    RelayProcess::start(&relay_binary(), &args, &[]).await
 }
 
 /// The network between a bridge and a node: it can swallow everything the node sends (so
@@ -342,11 +145,11 @@ fn disconnects(seen: &[Value]) -> Vec<&Value> {
 /// that A left, and A can still answer.
 #[tokio::test]
 async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message() {
-    let Some(redis) = Redis::start().await else {
+    let Some(redis) = RedisServer::start("bridge failover").await else {
         return;
     };
-    let mut node1 = Node::start(&redis).await;
-    let node2 = Node::start(&redis).await;
+    let mut node1 = node(&redis).await;
+    let node2 = node(&redis).await;
     let link1 = Link::start(node1.addr).await;
     let urls = format!("{},{}", link1.url, node2.url);
     let mut a = Bridge::spawn(
@@ -357,7 +160,7 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
     let mut b = Bridge::spawn(&node2.url, temp_dir("failover-b"), &[]);
     a.initialize().await;
     b.initialize().await;
-    let diag = |a: &Bridge, b: &Bridge, node1: &Node, node2: &Node| {
+    let diag = |a: &Bridge, b: &Bridge, node1: &RelayProcess, node2: &RelayProcess| {
         format!(
             "\n--- bridge A ---\n{}\n--- bridge B ---\n{}\n--- node 1 ---\n{}\n--- node 2 ---\n{}",
             a.stderr(),
@@ -423,7 +226,7 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
         diag(&a, &b, &node1, &node2)
     );
 
-    node1.kill().await;
+    node1.sigkill();
     link1.cut.cancel();
     let killed = tokio::time::Instant::now();
     for text in &texts[8..] {
@@ -465,4 +268,66 @@ async fn bridge_fails_over_between_redis_backed_nodes_without_losing_a_message()
     );
     seen_a.extend(a.drain(Duration::from_millis(100)).await);
     assert_eq!(received(&seen_a), texts, "nothing repeated later");
+}
+
+/// A on node 1 (node 2 its fallback) on the default ping interval (30 s), B on node 2, in one
+/// private room; node 1 is SIGKILLed. A refused connection is proof enough that node 1 is gone:
+/// A's bridge fails over at once, whatever the phase of its ping, and B's next message reaches
+/// A within 5 s of the death (issue 18, fault 2: it took 29.4 s, 146 sends refused meanwhile).
+#[tokio::test]
+async fn a_dead_node_is_failed_over_at_once_whatever_the_phase_of_the_ping() {
+    let Some(redis) = RedisServer::start("bridge failover").await else {
+        return;
+    };
+    let mut node1 = node(&redis).await;
+    let node2 = node(&redis).await;
+    let urls = format!("{},{}", node1.url, node2.url);
+    let mut a = Bridge::spawn(
+        &urls,
+        temp_dir("failfast-a"),
+        &[("MCP_CHAT_PING_SECS", "30")],
+    );
+    let mut b = Bridge::spawn(&node2.url, temp_dir("failfast-b"), &[]);
+    a.initialize().await;
+    b.initialize().await;
+    let room = format!("failfast-{}", std::process::id());
+    a.ok(
+        "join_room",
+        json!({ "room_id": room, "display_name": "Ada" }),
+    )
+    .await;
+    b.ok(
+        "join_room",
+        json!({ "room_id": room, "display_name": "Bob" }),
+    )
+    .await;
+    a.notification("chatroom.found").await;
+    b.ok("send_message", json!({ "text": "before" })).await;
+    a.notification_where("message.received", |p| p["text"] == "before")
+        .await;
+
+    node1.sigkill();
+    let killed = tokio::time::Instant::now();
+    b.ok("send_message", json!({ "text": "after" })).await;
+    let mut seen = Vec::new();
+    let resumed = read_until(&mut a, &mut seen, Duration::from_secs(5), |seen| {
+        received(seen).iter().any(|t| t == "after")
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        resumed,
+        "A got {:?} within 5 s of node 1's death\n--- A ---\n{}\n--- node 1 ---\n{}",
+        received(&seen),
+        a.stderr(),
+        node1.log()
+    );
+    eprintln!(
+        "FIGURE failover_fast: node death to the next message: {} ms",
+        took.as_millis()
+    );
+    a.ok("send_message", json!({ "text": "through node 2" }))
+        .await;
+    b.notification_where("message.received", |p| p["text"] == "through node 2")
+        .await;
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::common::{Bridge, Relay, temp_dir};
+use crate::common::{Bridge, Relay, relay_config, temp_dir};
 use crate::fault_proxy::{FaultProxy, Mode};
+use testkit::process::{RelayProcess, relay_binary, test_args};
 
 /// A small deterministic RNG (xorshift64*), seeded from `MCP_CHAT_FAULT_SEED` or the clock.
 pub(crate) struct Rng(u64);
@@ -234,7 +235,7 @@ pub(crate) async fn chat_through_resets(
     Vec<usize>,
     Vec<Value>,
 ) {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let proxy = FaultProxy::start(relay.addr).await;
     let (mut a, mut b) = pair(&proxy.url, &relay.url, name, &[], &[]).await;
 
@@ -252,11 +253,22 @@ pub(crate) async fn chat_through_resets(
 
     let mut seen = Vec::new();
     let mut last_cut = Instant::now();
+    let mut accepted_at_cut = None;
     for (i, text) in sent.iter().enumerate() {
         b.ok("send_message", json!({ "text": text })).await;
         if cut_after.contains(&i) {
+            // A cut right after another (messages 16 and 17) can find nothing open: A has not
+            // reconnected yet. Each cut must hit a connection, so wait (bounded) until A has
+            // made a new one since the last cut.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while accepted_at_cut.is_some_and(|at| proxy.accepted() <= at)
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             // Somewhere between "just written" and "already delivered".
             tokio::time::sleep(Duration::from_millis(rng.below(25))).await;
+            accepted_at_cut = Some(proxy.accepted());
             proxy.reset_all();
             last_cut = Instant::now();
         }
@@ -286,14 +298,18 @@ pub(crate) async fn chat_through_resets(
 }
 
 /// A's link stalls (nothing moves either way, connections stay open) for longer than the
-/// bridge's ping timeout, with pings every second: A's host is told the connection was lost,
+/// bridge's ping timeout (3 s here, `MCP_CHAT_PING_TIMEOUT_SECS`; 10 s by default), with pings
+/// every second: A's host is told the connection was lost,
 /// then restored once bytes flow again; what B wrote during the stall arrives after it, once
 /// each, and nothing is reported lost.
 #[tokio::test]
 async fn long_stall_is_reported_lost_then_restored_and_delivers_after() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let proxy = FaultProxy::start(relay.addr).await;
-    let env = [("MCP_CHAT_PING_SECS", "1")];
+    let env = [
+        ("MCP_CHAT_PING_SECS", "1"),
+        ("MCP_CHAT_PING_TIMEOUT_SECS", "3"),
+    ];
     let (mut a, mut b) = pair(&proxy.url, &relay.url, "stall", &env, &[]).await;
     let sent = texts("s", 6);
     let mut seen = Vec::new();
@@ -312,8 +328,8 @@ async fn long_stall_is_reported_lost_then_restored_and_delivers_after() {
     for text in &sent[1..] {
         b.ok("send_message", json!({ "text": text })).await;
     }
-    // The bridge's ping timeout is 10 s, whatever the ping interval.
-    let lost = read_until(&mut a, &mut seen, Duration::from_secs(15), |s| {
+    // The bridge's ping timeout is 3 s here, whatever the ping interval.
+    let lost = read_until(&mut a, &mut seen, Duration::from_secs(8), |s| {
         !bridge_logs(s, "lost the connection").is_empty()
     })
     .await;
@@ -326,8 +342,7 @@ async fn long_stall_is_reported_lost_then_restored_and_delivers_after() {
         .unwrap()
         .to_owned();
     assert!(text.contains(&proxy.url), "names the relay: {text}");
-    // Why: the ping went unanswered, or (as the relay closes a connection whose request head
-    // does not arrive within its header-read timeout, 10 s) the request could not be sent.
+    // Why: the ping went unanswered, or the request could not be sent.
     assert!(
         text.contains("did not answer a ping") || text.contains("cannot reach the relay"),
         "says why: {text}"
@@ -381,7 +396,7 @@ async fn long_stall_is_reported_lost_then_restored_and_delivers_after() {
 /// messages caught in it complete after it, once each.
 #[tokio::test]
 async fn short_stall_is_invisible_and_delivers_after() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let proxy = FaultProxy::start(relay.addr).await;
     let env = [("MCP_CHAT_PING_SECS", "1")];
     let (mut a, mut b) = pair(&proxy.url, &relay.url, "shortstall", &env, &[]).await;
@@ -435,10 +450,13 @@ pub(crate) fn result_text(result: &Value) -> String {
 /// (A cut inside the SSE body of a POST response: see the next test.)
 #[tokio::test]
 async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let proxy = FaultProxy::start(relay.addr).await;
     // No pings: they would take the cut meant for the tool call.
-    let env = [("MCP_CHAT_PING_SECS", "60")];
+    let env = [
+        ("MCP_CHAT_PING_SECS", "60"),
+        ("MCP_CHAT_CALL_DEADLINE_SECS", "4"),
+    ];
     let (mut a, mut b) = pair(&proxy.url, &relay.url, "truncate", &env, &[]).await;
     let mut outcomes = Vec::new();
     for (i, cut) in [12usize, 90, 150].into_iter().enumerate() {
@@ -504,7 +522,8 @@ async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
 /// A's POST response to `send_message` is cut inside its SSE body (after rmcp's priming event,
 /// before or inside the frame carrying the result; three cut points, side by side). rmcp's
 /// server keeps no replay of a request it has answered, so the client's resume of that stream
-/// gets nothing, forever: the bridge gives up on a chat tool's answer after 20 s, answers the
+/// gets nothing, forever: the bridge gives up on a chat tool's answer at its deadline (20 s by
+/// default, `MCP_CHAT_CALL_DEADLINE_SECS`; 4 s here, so the test does not wait 20), answers the
 /// host with a tool error that says the message may or may not have been sent, and cancels the
 /// call at the relay (which also stops rmcp's resume attempts). The relay took the message
 /// once; the next call works.
@@ -521,10 +540,13 @@ async fn a_tool_result_cut_inside_the_sse_body_is_answered_within_its_deadline()
 /// One `send_message` whose response is cut after `cut` bytes (A behind a proxy to its own
 /// relay); checks what A's host is told and what B gets. Returns the figure.
 async fn send_cut_in_sse_body(cut: usize) -> String {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let proxy = FaultProxy::start(relay.addr).await;
     // No pings: they would take the cut meant for the tool call.
-    let env = [("MCP_CHAT_PING_SECS", "60")];
+    let env = [
+        ("MCP_CHAT_PING_SECS", "60"),
+        ("MCP_CHAT_CALL_DEADLINE_SECS", "4"),
+    ];
     let name = format!("truncbody{cut}");
     let (mut a, mut b) = pair(&proxy.url, &relay.url, &name, &env, &[]).await;
     let text = format!("cut-{cut}");
@@ -537,8 +559,8 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
     .await;
     let started = Instant::now();
     let mut seen = Vec::new();
-    // The deadline is 20 s, checked every 200 ms.
-    let answered = read_until(&mut a, &mut seen, Duration::from_secs(25), |s| {
+    // The deadline is 4 s, checked every 200 ms.
+    let answered = read_until(&mut a, &mut seen, Duration::from_secs(9), |s| {
         s.iter().any(|m| m["id"] == id)
     })
     .await;
@@ -546,7 +568,7 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
     proxy.pass();
     assert!(
         answered,
-        "cut after {cut} bytes: no answer within 25 s (truncated {})\n{}",
+        "cut after {cut} bytes: no answer within 9 s (truncated {})\n{}",
         proxy.truncated(),
         a.stderr()
     );
@@ -563,9 +585,10 @@ async fn send_cut_in_sse_body(cut: usize) -> String {
             why.contains("check with get_messages before resending"),
             "{why}"
         );
+        assert!(why.contains("in time (4 s)"), "{why}");
         assert!(
-            took >= Duration::from_secs(19) && took < Duration::from_secs(23),
-            "cut after {cut}: given up at the 20 s deadline: {took:?}"
+            took >= Duration::from_millis(3800) && took < Duration::from_secs(7),
+            "cut after {cut}: given up at the 4 s deadline: {took:?}"
         );
         assert!(
             a.stderr()
@@ -707,7 +730,7 @@ async fn broken_relay_then_real_one(kind: Fake, relay: &Relay) -> String {
 /// relay is behind the same URL again.
 #[tokio::test]
 async fn a_relay_answering_garbage_gets_clear_errors_then_recovers() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     // Three bridges side by side, one per kind of garbage.
     let (sse, json, gateway) = tokio::join!(
         broken_relay_then_real_one(Fake::SseGarbage, &relay),
@@ -722,7 +745,7 @@ async fn a_relay_answering_garbage_gets_clear_errors_then_recovers() {
 /// within the connect bound, and the bridge recovers once the real relay answers there.
 #[tokio::test]
 async fn a_hanging_relay_gets_a_clear_error_then_recovers() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let figure = broken_relay_then_real_one(Fake::Hang, &relay).await;
     eprintln!("FIGURE fake relay: {figure}");
 }
@@ -757,34 +780,41 @@ async fn metric(relay: &Relay, name: &str) -> u64 {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_host_that_stops_reading_stdout_leaves_the_bridge_bounded_and_loses_nothing() {
-    deaf_host(None, Duration::from_secs(9)).await;
+    deaf_host(None, None, Duration::from_secs(9)).await;
 }
 
-/// The deaf-host case with a relay idle timeout (4 s) plus grace (3 s) far shorter than the
-/// host's deafness (17 s, longer than the bridge's ping timeout, 10 s, and than a ping's send
-/// bound, 15 s): the relay keeps A all along (the bridge, blocked, pings it straight over
+/// The deaf-host case with a relay idle timeout (4 s) plus grace (3 s) shorter than the host's
+/// deafness (9 s, longer than the bridge's ping timeout, 3 s here, and than a ping's send bound,
+/// 4.5 s; by default 10 s and 15 s): the relay keeps A all along (the bridge, blocked, pings it straight over
 /// HTTP), B is never told A left, and A's host is never told the connection was lost (a ping
 /// the bridge could not read the answer of says nothing about the link).
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_deaf_host_keeps_its_seat_past_the_relay_idle_timeout() {
-    deaf_host(Some(Duration::from_secs(4)), Duration::from_secs(17)).await;
+    let idle = Duration::from_secs(4);
+    deaf_host(Some(idle), Some("3"), Duration::from_secs(9)).await;
 }
 
 /// The deaf-host case: the host does not read for `deaf_for`; `idle_timeout` overrides the
-/// relay's (its grace period is 3 s).
+/// relay's (its grace period is 3 s), `ping_timeout` the bridge's (seconds).
 #[cfg(target_os = "linux")]
-pub(crate) async fn deaf_host(idle_timeout: Option<Duration>, deaf_for: Duration) {
+pub(crate) async fn deaf_host(
+    idle_timeout: Option<Duration>,
+    ping_timeout: Option<&str>,
+    deaf_for: Duration,
+) {
     const FLOOD: usize = 1000;
-    let relay = Relay::start_with("127.0.0.1:0".parse().unwrap(), |c| {
-        c.inbox_capacity = 4096;
-        if let Some(idle) = idle_timeout {
-            c.idle_timeout = idle;
-        }
-    })
-    .await;
+    let mut config = relay_config();
+    config.inbox_capacity = 4096;
+    if let Some(idle) = idle_timeout {
+        config.idle_timeout = idle;
+    }
+    let relay = Relay::start_with(config).await;
     let (reading, gate) = tokio::sync::watch::channel(true);
-    let env = [("MCP_CHAT_PING_SECS", "1")];
+    let mut env = vec![("MCP_CHAT_PING_SECS", "1")];
+    if let Some(timeout) = ping_timeout {
+        env.push(("MCP_CHAT_PING_TIMEOUT_SECS", timeout));
+    }
     let mut a = Bridge::spawn_gated(&relay.url, temp_dir("deaf-a"), &env, Some(gate));
     let mut b = Bridge::spawn(&relay.url, temp_dir("deaf-b"), &[]);
     a.initialize().await;
@@ -884,116 +914,11 @@ pub(crate) async fn deaf_host(idle_timeout: Option<Duration>, deaf_for: Duration
         .await;
 }
 
-/// The relay binary of this build (`target/<profile>/mcp-chat-relay`), built first: the bridge
-/// package does not build it. (As in `failover.rs`.)
-fn relay_binary() -> std::path::PathBuf {
-    use std::path::Path;
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-            let binary =
-                profile_dir.join(format!("mcp-chat-relay{}", std::env::consts::EXE_SUFFIX));
-            let target_dir = profile_dir.parent().unwrap();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let mut build = std::process::Command::new(cargo);
-            build
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "mcp-chat-relay",
-                    "--bin",
-                    "mcp-chat-relay",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            match build.output() {
-                Ok(out) if out.status.success() => {}
-                _ if binary.is_file() => {}
-                Ok(out) => panic!(
-                    "cannot build mcp-chat-relay:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                Err(e) => panic!("cannot run cargo to build mcp-chat-relay: {e}"),
-            }
-            binary
-        })
-        .clone()
-}
-
 /// A real `mcp-chat-relay` process (in-memory store) on `port` (0: a free one).
-struct RelayProcess {
-    child: tokio::process::Child,
-    port: u16,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl RelayProcess {
-    async fn start(port: u16) -> Self {
-        use tokio::io::AsyncBufReadExt;
-        let mut command = tokio::process::Command::new(relay_binary());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("MCP_CHAT_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .args([
-                "--grace-secs",
-                "3",
-                "--rate-per-sec",
-                "1000",
-                "--rate-burst",
-                "1000",
-            ])
-            .env("RUST_LOG", "info,rmcp=warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("start mcp-chat-relay");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let kept = log.clone();
-        tokio::spawn(async move {
-            let mut port_tx = Some(port_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1)
-                    && let Some(port) = rest.split('/').next().and_then(|p| p.parse::<u16>().ok())
-                    && let Some(tx) = port_tx.take()
-                {
-                    let _ = tx.send(port);
-                }
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let port = match tokio::time::timeout(Duration::from_secs(20), port_rx).await {
-            Ok(Ok(port)) => port,
-            _ => panic!(
-                "mcp-chat-relay did not start listening:\n{}",
-                log.lock().unwrap()
-            ),
-        };
-        Self { child, port, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
+async fn relay_process(port: u16) -> RelayProcess {
+    let args = test_args(3);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    RelayProcess::start_on(&relay_binary(), port, &args, &[]).await
 }
 
 /// The relay process is SIGKILLed mid-chat and started again on the same port (in-memory
@@ -1004,8 +929,8 @@ impl RelayProcess {
 #[cfg(unix)]
 #[tokio::test]
 async fn relay_killed_mid_chat_and_restarted_ends_the_chat_and_a_new_one_works() {
-    let mut relay = RelayProcess::start(0).await;
-    let url = relay.url();
+    let mut relay = relay_process(0).await;
+    let url = relay.url.clone();
     let (mut a, mut b) = pair(&url, &url, "kill", &[], &[]).await;
     let before = texts("k", 5);
     let mut seen_a = Vec::new();
@@ -1021,7 +946,7 @@ async fn relay_killed_mid_chat_and_restarted_ends_the_chat_and_a_new_one_works()
         a.stderr()
     );
 
-    relay.child.kill().await.expect("SIGKILL the relay");
+    relay.sigkill();
     let killed = Instant::now();
     let mut seen_b = Vec::new();
     for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
@@ -1032,10 +957,10 @@ async fn relay_killed_mid_chat_and_restarted_ends_the_chat_and_a_new_one_works()
         assert!(told, "told of the loss: {seen:?}\n{}", bridge.stderr());
     }
     let noticed = killed.elapsed();
-    let port = relay.port;
+    let port = relay.addr.port();
     let log = relay.log();
     drop(relay);
-    let relay = RelayProcess::start(port).await;
+    let relay = relay_process(port).await;
     let restarted = Instant::now();
     for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
         let back = read_until(bridge, seen, Duration::from_secs(8), |s| {
@@ -1092,4 +1017,69 @@ async fn relay_killed_mid_chat_and_restarted_ends_the_chat_and_a_new_one_works()
         new_chat.elapsed(),
     );
     drop(relay);
+}
+
+/// The relay process is SIGKILLed mid-chat and restarted on its port while the bridges run on
+/// the default ping interval (30 s, far longer than the test): a dead relay is noticed from the
+/// connection itself (its event stream ends, the reconnect is refused), not from the next ping.
+/// Both hosts hear "lost the connection" promptly, then "restored" and that the chat ended,
+/// instead of only `unavailable` tool errors and a silent new session (issue 18, fault 1).
+#[cfg(unix)]
+#[tokio::test]
+async fn relay_killed_and_restarted_is_reported_on_default_settings() {
+    let mut relay = relay_process(0).await;
+    let url = relay.url.clone();
+    let default_ping = [("MCP_CHAT_PING_SECS", "30")];
+    let (mut a, mut b) = pair(&url, &url, "kill-default", &default_ping, &default_ping).await;
+    b.ok("send_message", json!({ "text": "before" })).await;
+    let mut seen_a = Vec::new();
+    assert!(
+        read_until(&mut a, &mut seen_a, Duration::from_secs(5), |s| {
+            received(s) == ["before"]
+        })
+        .await
+    );
+
+    relay.sigkill();
+    let killed = Instant::now();
+    let mut seen_b = Vec::new();
+    for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+        let told = read_until(bridge, seen, Duration::from_secs(5), |s| {
+            !bridge_logs(s, "lost the connection").is_empty()
+        })
+        .await;
+        assert!(told, "told of the loss: {seen:?}\n{}", bridge.stderr());
+    }
+    let noticed = killed.elapsed();
+    let port = relay.addr.port();
+    drop(relay);
+    let relay = relay_process(port).await;
+    let restarted = Instant::now();
+    for (bridge, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+        let back = read_until(bridge, seen, Duration::from_secs(8), |s| {
+            !bridge_logs(s, "restored").is_empty() && !bridge_logs(s, "chat ended").is_empty()
+        })
+        .await;
+        assert!(
+            back,
+            "restored, and the chat's end told: {seen:?}\n{}\n{}",
+            bridge.stderr(),
+            relay.log()
+        );
+        assert_eq!(
+            bridge_logs(seen, "lost the connection").len(),
+            1,
+            "{seen:?}"
+        );
+        assert_eq!(bridge_logs(seen, "restored").len(), 1, "{seen:?}");
+    }
+    let recovered = restarted.elapsed();
+    let status = a.ok("chat_status", json!({})).await;
+    assert_eq!(status["state"], "idle", "{status}");
+    figure("relay_kill_default", "SIGKILL to both hosts told", noticed);
+    figure(
+        "relay_kill_default",
+        "restart to both told restored",
+        recovered,
+    );
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{Bridge, Relay, paired, temp_dir};
+use crate::common::{Bridge, Relay, paired, relay_config, temp_dir};
 
 /// With no relay listening, initialize is still instant, tools/list falls back to the contract,
 /// and a tool call fails clearly (naming the relay) within the connect bound.
@@ -44,7 +44,7 @@ async fn unreachable_relay_fails_clearly_and_quickly() {
 /// (the harness fails on any non-JSON line).
 #[tokio::test]
 async fn malformed_input_gets_errors_and_serving_continues() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let mut a = Bridge::spawn(&relay.url, temp_dir("malformed"), &[]);
     a.initialize().await;
     a.write_raw(b"{this is not json\n").await;
@@ -63,7 +63,7 @@ async fn malformed_input_gets_errors_and_serving_continues() {
 /// Closing stdin ends the relay session: the bridge exits 0 and the partner is told at once.
 #[tokio::test]
 async fn stdin_eof_ends_the_session_and_tells_the_partner() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     a.close_stdin();
     let status = a.wait_exit().await;
@@ -76,7 +76,7 @@ async fn stdin_eof_ends_the_session_and_tells_the_partner() {
 /// started again within the grace period is still in its room.
 #[tokio::test]
 async fn stored_identity_keeps_the_seat_across_restarts() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let dir = temp_dir("identity");
     let mut a = Bridge::spawn(&relay.url, dir.clone(), &[]);
     let mut b = Bridge::spawn(&relay.url, temp_dir("identity-b"), &[]);
@@ -121,7 +121,7 @@ async fn stored_identity_keeps_the_seat_across_restarts() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_ends_the_session_and_exits_zero() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let (mut a, mut b) = paired(&relay.url).await;
     let pid = a.child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
@@ -133,4 +133,34 @@ async fn sigterm_ends_the_session_and_exits_zero() {
     assert!(exit.success(), "exit {exit:?}: {}", a.stderr());
     let gone = b.notification("partner.disconnected").await;
     assert_eq!(gone["reason"], "disconnected");
+}
+
+/// A setting the bridge cannot use stops it at once, with exit status 2 and a message that names
+/// the variable, and nothing on stdout: no silent fallback to the default.
+#[tokio::test]
+async fn a_bad_environment_value_stops_the_bridge_and_names_the_variable() {
+    let cases = [
+        ("MCP_CHAT_PING_SECS", "thirty"),
+        ("MCP_CHAT_CALL_DEADLINE_SECS", "-5"),
+        ("MCP_CHAT_EPHEMERAL", "maybe"),
+        ("MCP_CHAT_LOG", "info,=[broken"),
+    ];
+    for (name, value) in cases {
+        let dir = temp_dir("bad-env");
+        let mut bridge = Bridge::spawn("http://127.0.0.1:9/mcp", dir, &[(name, value)]);
+        let status = bridge.wait_exit().await;
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{name}={value}: {}",
+            bridge.stderr()
+        );
+        let stderr = bridge.stderr();
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+        assert!(stderr.contains("is not valid"), "{name}={value}: {stderr}");
+        assert!(
+            bridge.drain(Duration::ZERO).await.is_empty(),
+            "stdout stays empty"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use crate::common::Relay;
+use crate::common::{Relay, relay_config};
 
 /// Longest the whole browser run may take (it takes about 20 s; a hung run must not hang CI).
 const RUN_TIMEOUT: Duration = Duration::from_secs(150);
@@ -129,7 +129,7 @@ async fn chat_pane_and_web_page_in_a_real_browser() {
     let Some(setup) = BrowserSetup::find(test) else {
         return;
     };
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let started = Instant::now();
     let child = Command::new(&setup.node)
         .arg(&setup.runner)

@@ -2,13 +2,13 @@
 
 use serde_json::json;
 
-use crate::common::{Bridge, Relay, paired, temp_dir};
+use crate::common::{Bridge, Relay, paired, relay_config, temp_dir};
 
 /// The relay is stopped and restarted on the same port: both bridges tell their host, reconnect
 /// on their own, and chatting works again.
 #[tokio::test]
 async fn bridges_reconnect_after_a_relay_restart() {
-    let relay = Relay::start().await;
+    let relay = Relay::start_with(relay_config()).await;
     let addr = relay.addr;
     let (mut a, mut b) = paired(&relay.url).await;
     relay.stop().await;
@@ -22,7 +22,7 @@ async fn bridges_reconnect_after_a_relay_restart() {
             .await;
         assert_eq!(lost["level"], "warning");
     }
-    let relay = Relay::start_on(addr).await;
+    let relay = Relay::start_on(addr, relay_config()).await;
     for bridge in [&mut a, &mut b] {
         bridge
             .notification_where("notifications/message", |p| {
@@ -56,7 +56,7 @@ async fn bridge_connects_when_the_relay_appears_later() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut a = Bridge::spawn(&format!("http://{addr}/mcp"), temp_dir("late"), &[]);
     a.initialize().await;
-    let _relay = Relay::start_on(addr).await;
+    let _relay = Relay::start_on(addr, relay_config()).await;
     // The call is held until the connection is made, then answered by the relay.
     let status = a.ok("chat_status", json!({})).await;
     assert_eq!(status["state"], "idle");
@@ -70,8 +70,8 @@ async fn bridge_fails_over_to_the_next_relay_node() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let first = Relay::start().await;
-    let second = Relay::start().await;
+    let first = Relay::start_with(relay_config()).await;
+    let second = Relay::start_with(relay_config()).await;
     // The first node is not there at start; the second is.
     let urls = format!("http://{dead}/mcp,{},{}", first.url, second.url);
     let mut a = Bridge::spawn(&urls, temp_dir("failover"), &[]);

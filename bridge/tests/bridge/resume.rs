@@ -199,7 +199,7 @@ fn opening(seq: Option<u64>) -> Vec<(String, Option<String>)> {
 }
 
 /// Nothing before the first event; then the newest seq on a failover to another node and on
-/// rmcp's own re-initialization of an expired session; a replay of older events does not lower
+/// the new session the bridge makes when a node has forgotten its session (404); a replay of older events does not lower
 /// it. Only the POSTs that open a session carry it.
 #[tokio::test]
 async fn new_relay_sessions_carry_the_newest_received_seq() {

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mcp_chat::ToolError;
@@ -19,107 +18,17 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How long a test waits for something that should happen promptly.
 pub const PROMPT: Duration = Duration::from_secs(5);
 
-/// A relay served in this process on a real loopback socket.
-pub struct TestRelay {
-    pub addr: SocketAddr,
-    pub url: String,
-    /// The admin API's base URL (`http://addr`), when started with one.
-    pub admin_url: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), mcp_chat_relay::RelayError>>>,
-}
+pub use testkit::relay::InProcessRelay as TestRelay;
 
 /// Settings that keep tests fast: short grace period and sweep, generous rate limit.
 pub fn test_config() -> RelayConfig {
-    RelayConfig {
-        grace_period: Duration::from_secs(1),
-        sweep_interval: Duration::from_millis(100),
-        rate_per_sec: 1000.0,
-        rate_burst: 1000,
-        ..RelayConfig::default()
-    }
-}
-
-impl TestRelay {
-    /// Starts a relay with [`test_config`].
-    pub async fn start() -> Self {
-        Self::start_with(test_config()).await
-    }
-
-    /// Starts a relay with `config`.
-    pub async fn start_with(config: RelayConfig) -> Self {
-        Self::launch(config, false).await
-    }
-
-    /// Starts a relay with `config` and its admin API on a port of its own (`config` must
-    /// carry an admin token).
-    pub async fn start_with_admin(config: RelayConfig) -> Self {
-        Self::launch(config, true).await
-    }
-
-    async fn launch(config: RelayConfig, admin: bool) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let admin = match admin {
-            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
-            false => None,
-        };
-        let admin_url = admin
-            .as_ref()
-            .map(|l| format!("http://{}", l.local_addr().unwrap()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mcp_chat_relay::serve_with_admin(
-            listener,
-            admin,
-            config,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Self {
-            addr,
-            url: format!("http://{addr}/mcp"),
-            admin_url,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Stops the relay and waits for it to return.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("relay stops within 10 s")
-                .unwrap()
-                .unwrap();
-        }
-    }
-
-    /// GETs a path of the relay (e.g. `/healthz`) and returns status and body.
-    pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("http://{}{path}", self.addr))
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-}
-
-impl Drop for TestRelay {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
+    testkit::relay::test_config()
 }
 
 /// Something the relay pushed to a client.

@@ -1,40 +1,13 @@
 //! What operators deploy: the relay binary's settings from files, and the systemd unit in
 //! `install/`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::json;
+use testkit::process::RelayProcess;
 
 use crate::common::RawClient;
-
-/// Starts the relay binary with `args` and `env`, returns it and the URL it prints.
-fn spawn_relay(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-chat-relay"))
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("http://") {
-                let _ = tx.send(line[at..].trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("relay prints its URL");
-    (child, url)
-}
 
 #[tokio::test]
 async fn access_token_from_a_file() {
@@ -44,13 +17,16 @@ async fn access_token_from_a_file() {
     // A byte-order mark and CRLF, as Notepad saves it.
     std::fs::write(&file, "\u{feff}0123456789abcdef-from-a-file\r\n").unwrap();
     // Compose passes an empty MCP_CHAT_ACCESS_TOKEN when it is unset: that is no token.
-    let (mut child, url) = spawn_relay(
+    let relay = RelayProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_mcp-chat-relay")),
         &[],
         &[
             ("MCP_CHAT_ACCESS_TOKEN_FILE", file.to_str().unwrap()),
             ("MCP_CHAT_ACCESS_TOKEN", ""),
         ],
-    );
+    )
+    .await;
+    let url = relay.url.clone();
 
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     let anonymous = RawClient::new(&url).post(ping.clone()).await;
@@ -59,8 +35,7 @@ async fn access_token_from_a_file() {
         RawClient::new(&url).header("authorization", "Bearer 0123456789abcdef-from-a-file");
     client.initialize().await;
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -13,7 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::redis_harness::{free_port, redis_available};
+use testkit::free_port;
+use testkit::redis::redis_available;
 
 /// What a run without `openssl` says, loudly.
 const NO_OPENSSL_BANNER: &str =

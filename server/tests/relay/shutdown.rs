@@ -1,10 +1,9 @@
 //! Shutdown: everyone in a room is told, and the relay exits promptly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::process::RelayProcess;
 
 use crate::common::{Chatter, TestRelay, pair};
 
@@ -36,43 +35,19 @@ async fn shutdown_tells_partners() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_tells_partners_and_exits_zero() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-chat-relay"))
-        .args(["--bind", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("http://") {
-                let _ = tx.send(line[at..].trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("relay prints its URL");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_mcp-chat-relay"));
+    let mut relay = RelayProcess::start(binary, &[], &[]).await;
+    let url = relay.url.clone();
     let mut a = Chatter::connect(&url).await;
     let mut b = Chatter::connect(&url).await;
     pair(&mut a, &mut b).await;
 
     let started = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let exit = relay.sigterm().await;
     for chatter in [&mut a, &mut b] {
         let gone = chatter.pushed("partner.disconnected").await;
         assert_eq!(gone["reason"], "relay_shutdown");
     }
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     assert!(
         started.elapsed() < Duration::from_secs(8),
