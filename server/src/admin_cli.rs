@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use mcp_chat_relay::config::env;
 use serde_json::{Value, json};
 
 /// Where the admin API is and how to authenticate.
@@ -13,7 +14,7 @@ pub struct AdminArgs {
     /// Base URL of the relay's admin API (the address of its --admin-bind).
     #[arg(
         long,
-        env = "MCP_CHAT_ADMIN_URL",
+        env = env::ADMIN_URL,
         default_value = "http://127.0.0.1:8081",
         global = true
     )]
@@ -22,7 +23,7 @@ pub struct AdminArgs {
     /// File whose first line is the admin token (the relay's --admin-token-file).
     #[arg(
         long = "token-file",
-        env = "MCP_CHAT_ADMIN_TOKEN_FILE",
+        env = env::ADMIN_TOKEN_FILE,
         value_name = "PATH",
         global = true
     )]

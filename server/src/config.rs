@@ -10,6 +10,85 @@ use mcp_chat::limits;
 
 use crate::moderation::{ModerationPolicy, WordList};
 
+/// The environment variable of every relay setting, in one place: each flag's clap `env` and
+/// the relay's own messages name them through these.
+pub mod env {
+    /// `--bind`.
+    pub const BIND: &str = "MCP_CHAT_BIND";
+    /// `--store`.
+    pub const STORE: &str = "MCP_CHAT_STORE";
+    /// `--redis-prefix`.
+    pub const REDIS_PREFIX: &str = "MCP_CHAT_REDIS_PREFIX";
+    /// `--redis-ca-file`.
+    pub const REDIS_CA_FILE: &str = "MCP_CHAT_REDIS_CA_FILE";
+    /// `--redis-client-cert-file`.
+    pub const REDIS_CLIENT_CERT_FILE: &str = "MCP_CHAT_REDIS_CLIENT_CERT_FILE";
+    /// `--redis-client-key-file`.
+    pub const REDIS_CLIENT_KEY_FILE: &str = "MCP_CHAT_REDIS_CLIENT_KEY_FILE";
+    /// `--redis-username`.
+    pub const REDIS_USERNAME: &str = "MCP_CHAT_REDIS_USERNAME";
+    /// `--redis-password-file`.
+    pub const REDIS_PASSWORD_FILE: &str = "MCP_CHAT_REDIS_PASSWORD_FILE";
+    /// `--allowed-host` (comma-separated).
+    pub const ALLOWED_HOSTS: &str = "MCP_CHAT_ALLOWED_HOSTS";
+    /// `--any-host`.
+    pub const ANY_HOST: &str = "MCP_CHAT_ANY_HOST";
+    /// `--allowed-origin` (comma-separated).
+    pub const ALLOWED_ORIGINS: &str = "MCP_CHAT_ALLOWED_ORIGINS";
+    /// `--access-token`.
+    pub const ACCESS_TOKEN: &str = "MCP_CHAT_ACCESS_TOKEN";
+    /// `--access-token-file`.
+    pub const ACCESS_TOKEN_FILE: &str = "MCP_CHAT_ACCESS_TOKEN_FILE";
+    /// `--grace-secs`.
+    pub const GRACE_SECS: &str = "MCP_CHAT_GRACE_SECS";
+    /// `--idle-timeout-secs`.
+    pub const IDLE_TIMEOUT_SECS: &str = "MCP_CHAT_IDLE_TIMEOUT_SECS";
+    /// `--room-capacity`.
+    pub const ROOM_CAPACITY: &str = "MCP_CHAT_ROOM_CAPACITY";
+    /// `--max-message-bytes`.
+    pub const MAX_MESSAGE_BYTES: &str = "MCP_CHAT_MAX_MESSAGE_BYTES";
+    /// `--max-body-bytes`.
+    pub const MAX_BODY_BYTES: &str = "MCP_CHAT_MAX_BODY_BYTES";
+    /// `--max-sessions`.
+    pub const MAX_SESSIONS: &str = "MCP_CHAT_MAX_SESSIONS";
+    /// `--inbox-capacity`.
+    pub const INBOX_CAPACITY: &str = "MCP_CHAT_INBOX_CAPACITY";
+    /// `--rate-per-sec`.
+    pub const RATE_PER_SEC: &str = "MCP_CHAT_RATE_PER_SEC";
+    /// `--rate-burst`.
+    pub const RATE_BURST: &str = "MCP_CHAT_RATE_BURST";
+    /// `--conformance-tools`.
+    pub const CONFORMANCE_TOOLS: &str = "MCP_CHAT_CONFORMANCE_TOOLS";
+    /// `--trust-forwarded-for`.
+    pub const TRUST_FORWARDED_FOR: &str = "MCP_CHAT_TRUST_FORWARDED_FOR";
+    /// `--address-max-connections`.
+    pub const ADDRESS_MAX_CONNECTIONS: &str = "MCP_CHAT_ADDRESS_MAX_CONNECTIONS";
+    /// `--address-max-sessions`.
+    pub const ADDRESS_MAX_SESSIONS: &str = "MCP_CHAT_ADDRESS_MAX_SESSIONS";
+    /// `--address-sessions-per-sec`.
+    pub const ADDRESS_SESSIONS_PER_SEC: &str = "MCP_CHAT_ADDRESS_SESSIONS_PER_SEC";
+    /// `--address-refusals-per-sec`.
+    pub const ADDRESS_REFUSALS_PER_SEC: &str = "MCP_CHAT_ADDRESS_REFUSALS_PER_SEC";
+    /// `--admin-bind`.
+    pub const ADMIN_BIND: &str = "MCP_CHAT_ADMIN_BIND";
+    /// `--admin-token-file`, and `mcp-chat-relay admin --token-file`.
+    pub const ADMIN_TOKEN_FILE: &str = "MCP_CHAT_ADMIN_TOKEN_FILE";
+    /// `--report-retention-days`.
+    pub const REPORT_RETENTION_DAYS: &str = "MCP_CHAT_REPORT_RETENTION_DAYS";
+    /// `--cooldown-reports`.
+    pub const COOLDOWN_REPORTS: &str = "MCP_CHAT_COOLDOWN_REPORTS";
+    /// `--cooldown-window-secs`.
+    pub const COOLDOWN_WINDOW_SECS: &str = "MCP_CHAT_COOLDOWN_WINDOW_SECS";
+    /// `--cooldown-secs`.
+    pub const COOLDOWN_SECS: &str = "MCP_CHAT_COOLDOWN_SECS";
+    /// `--blocked-words-file`.
+    pub const BLOCKED_WORDS_FILE: &str = "MCP_CHAT_BLOCKED_WORDS_FILE";
+    /// `mcp-chat-relay admin --url`.
+    pub const ADMIN_URL: &str = "MCP_CHAT_ADMIN_URL";
+    /// The Redis password itself (no flag: a command line shows in `ps`).
+    pub const REDIS_PASSWORD: &str = "MCP_CHAT_REDIS_PASSWORD";
+}
+
 /// Where the chat state lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StoreSettings {
@@ -142,7 +221,7 @@ impl StoreSettings {
                 (redis.client_key_file.is_some(), "--redis-client-key-file"),
                 (redis.username.is_some(), "--redis-username"),
                 (redis.password_file.is_some(), "--redis-password-file"),
-                (password.is_some(), "MCP_CHAT_REDIS_PASSWORD"),
+                (password.is_some(), env::REDIS_PASSWORD),
             ];
             if let Some((_, name)) = given.into_iter().find(|(set, _)| *set) {
                 return Err(ConfigError::RedisOptionWithoutRedis(name));

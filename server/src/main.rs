@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use mcp_chat::limits;
-use mcp_chat_relay::config::RedisOptions;
+use mcp_chat_relay::config::{RedisOptions, env};
 use mcp_chat_relay::moderation::{self, ModerationPolicy, WordList};
 use mcp_chat_relay::{RelayConfig, StoreSettings};
 use tracing_subscriber::EnvFilter;
@@ -30,7 +30,7 @@ struct Args {
 
     /// Address to listen on. The default only accepts connections from this machine; use
     /// 0.0.0.0:8080 (and --allowed-host) to serve others.
-    #[arg(long, env = "MCP_CHAT_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = env::BIND, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
 
     /// Where chat state lives: `memory` (this process only), or a Redis URL such as
@@ -38,45 +38,45 @@ struct Args {
     /// should act as one. Keep the password out of it: see --redis-password-file.
     #[arg(
         long,
-        env = "MCP_CHAT_STORE",
+        env = env::STORE,
         default_value = "memory",
         hide_env_values = true
     )]
     store: String,
 
     /// Prefix of every Redis key, so that several relays can share one Redis.
-    #[arg(long, env = "MCP_CHAT_REDIS_PREFIX", default_value = mcp_chat_relay::config::DEFAULT_REDIS_PREFIX)]
+    #[arg(long, env = env::REDIS_PREFIX, default_value = mcp_chat_relay::config::DEFAULT_REDIS_PREFIX)]
     redis_prefix: String,
 
     /// PEM file of the CA certificate(s) that signed the Redis server's certificate (rediss://
     /// only). Without it the system's roots are used (SSL_CERT_FILE or SSL_CERT_DIR name others).
-    #[arg(long, env = "MCP_CHAT_REDIS_CA_FILE", value_name = "PATH")]
+    #[arg(long, env = env::REDIS_CA_FILE, value_name = "PATH")]
     redis_ca_file: Option<PathBuf>,
 
     /// PEM certificate chain the relay shows a Redis that checks client certificates (mutual
     /// TLS, rediss:// only); with --redis-client-key-file.
-    #[arg(long, env = "MCP_CHAT_REDIS_CLIENT_CERT_FILE", value_name = "PATH")]
+    #[arg(long, env = env::REDIS_CLIENT_CERT_FILE, value_name = "PATH")]
     redis_client_cert_file: Option<PathBuf>,
 
     /// PEM private key of --redis-client-cert-file.
-    #[arg(long, env = "MCP_CHAT_REDIS_CLIENT_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = env::REDIS_CLIENT_KEY_FILE, value_name = "PATH")]
     redis_client_key_file: Option<PathBuf>,
 
     /// The Redis user to log in as (Redis 6 ACL); without it, the URL's, else `default`.
-    #[arg(long, env = "MCP_CHAT_REDIS_USERNAME", value_name = "NAME")]
+    #[arg(long, env = env::REDIS_USERNAME, value_name = "NAME")]
     redis_username: Option<String>,
 
     /// File holding the Redis password on one line (systemd credentials, container secrets).
     /// Or set MCP_CHAT_REDIS_PASSWORD: there is no flag that takes the password itself, as
     /// command lines are visible to every local user.
-    #[arg(long, env = "MCP_CHAT_REDIS_PASSWORD_FILE", value_name = "PATH")]
+    #[arg(long, env = env::REDIS_PASSWORD_FILE, value_name = "PATH")]
     redis_password_file: Option<PathBuf>,
 
     /// Host name clients use to reach the relay, accepted in the Host header besides the
     /// loopback names (DNS-rebinding protection). Repeat or separate with commas.
     #[arg(
         long = "allowed-host",
-        env = "MCP_CHAT_ALLOWED_HOSTS",
+        env = env::ALLOWED_HOSTS,
         value_delimiter = ','
     )]
     allowed_hosts: Vec<String>,
@@ -84,7 +84,7 @@ struct Args {
     /// Accept any Host header. Only behind a reverse proxy that checks Host itself.
     #[arg(
         long,
-        env = "MCP_CHAT_ANY_HOST",
+        env = env::ANY_HOST,
         value_parser = clap::builder::BoolishValueParser::new(),
         default_value_t = false,
         num_args = 0..=1,
@@ -96,60 +96,60 @@ struct Args {
     /// without an Origin header (desktop clients) always pass; others need to be listed.
     #[arg(
         long = "allowed-origin",
-        env = "MCP_CHAT_ALLOWED_ORIGINS",
+        env = env::ALLOWED_ORIGINS,
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
 
     /// Require `Authorization: Bearer <token>` on every MCP request (at least 16 characters).
     /// Prefer the environment variable: command lines are visible to other local users.
-    #[arg(long, env = "MCP_CHAT_ACCESS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::ACCESS_TOKEN, hide_env_values = true)]
     access_token: Option<String>,
 
     /// Read the access token from the first line of this file instead (systemd credentials,
     /// container secrets).
-    #[arg(long, env = "MCP_CHAT_ACCESS_TOKEN_FILE", value_name = "PATH")]
+    #[arg(long, env = env::ACCESS_TOKEN_FILE, value_name = "PATH")]
     access_token_file: Option<std::path::PathBuf>,
 
     /// Seconds a participant whose connection was lost keeps its seat before its partner is told.
-    #[arg(long, env = "MCP_CHAT_GRACE_SECS", default_value_t = limits::DEFAULT_GRACE_PERIOD.as_secs())]
+    #[arg(long, env = env::GRACE_SECS, default_value_t = limits::DEFAULT_GRACE_PERIOD.as_secs())]
     grace_secs: u64,
 
     /// Seconds without any request after which a session counts as lost.
-    #[arg(long, env = "MCP_CHAT_IDLE_TIMEOUT_SECS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    #[arg(long, env = env::IDLE_TIMEOUT_SECS, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout_secs: u64,
 
     /// Members a private room (join_room) may hold, 2 to 64.
-    #[arg(long, env = "MCP_CHAT_ROOM_CAPACITY", default_value_t = limits::DEFAULT_ROOM_CAPACITY)]
+    #[arg(long, env = env::ROOM_CAPACITY, default_value_t = limits::DEFAULT_ROOM_CAPACITY)]
     room_capacity: usize,
 
     /// Largest message, in bytes of UTF-8.
-    #[arg(long, env = "MCP_CHAT_MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES)]
+    #[arg(long, env = env::MAX_MESSAGE_BYTES, default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
 
     /// Largest HTTP request body, in bytes.
-    #[arg(long, env = "MCP_CHAT_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, env = env::MAX_BODY_BYTES, default_value_t = limits::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
 
     /// Most concurrent MCP sessions.
-    #[arg(long, env = "MCP_CHAT_MAX_SESSIONS", default_value_t = limits::DEFAULT_MAX_SESSIONS)]
+    #[arg(long, env = env::MAX_SESSIONS, default_value_t = limits::DEFAULT_MAX_SESSIONS)]
     max_sessions: usize,
 
     /// Events a participant's inbox holds before the oldest unread ones are dropped.
-    #[arg(long, env = "MCP_CHAT_INBOX_CAPACITY", default_value_t = limits::DEFAULT_INBOX_CAPACITY)]
+    #[arg(long, env = env::INBOX_CAPACITY, default_value_t = limits::DEFAULT_INBOX_CAPACITY)]
     inbox_capacity: usize,
 
     /// Sustained chat tool calls per second allowed to each participant.
-    #[arg(long, env = "MCP_CHAT_RATE_PER_SEC", default_value_t = limits::DEFAULT_RATE_PER_SEC)]
+    #[arg(long, env = env::RATE_PER_SEC, default_value_t = limits::DEFAULT_RATE_PER_SEC)]
     rate_per_sec: f64,
 
     /// Chat tool calls a participant may make in a burst.
-    #[arg(long, env = "MCP_CHAT_RATE_BURST", default_value_t = limits::DEFAULT_RATE_BURST)]
+    #[arg(long, env = env::RATE_BURST, default_value_t = limits::DEFAULT_RATE_BURST)]
     rate_burst: u32,
 
     /// Serve the MCP conformance suite's `test_reconnection` tool (unlisted), to run the official
     /// conformance suite against this relay. Not for public relays.
-    #[arg(long, env = "MCP_CHAT_CONFORMANCE_TOOLS")]
+    #[arg(long, env = env::CONFORMANCE_TOOLS)]
     conformance_tools: bool,
 
     /// Take each client's address from the rightmost X-Forwarded-For entry (set this behind a
@@ -157,7 +157,7 @@ struct Args {
     /// Without it, behind a local proxy, every client counts as the proxy's one address.
     #[arg(
         long,
-        env = "MCP_CHAT_TRUST_FORWARDED_FOR",
+        env = env::TRUST_FORWARDED_FOR,
         value_parser = clap::builder::BoolishValueParser::new(),
         default_value_t = false,
         num_args = 0..=1,
@@ -167,56 +167,56 @@ struct Args {
 
     /// Most connections open at once from one client address; more are closed at once. 0: no
     /// limit. Not applied with --trust-forwarded-for (connections then come from the proxy).
-    #[arg(long, env = "MCP_CHAT_ADDRESS_MAX_CONNECTIONS", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_CONNECTIONS)]
+    #[arg(long, env = env::ADDRESS_MAX_CONNECTIONS, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_CONNECTIONS)]
     address_max_connections: usize,
 
     /// Most sessions open at once from one client address; more are answered 429. 0: no limit.
-    #[arg(long, env = "MCP_CHAT_ADDRESS_MAX_SESSIONS", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_SESSIONS)]
+    #[arg(long, env = env::ADDRESS_MAX_SESSIONS, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_MAX_SESSIONS)]
     address_max_sessions: usize,
 
     /// New MCP sessions per second one client address may open (bursts of ten seconds' worth);
     /// more are answered 429. 0: no limit.
-    #[arg(long, env = "MCP_CHAT_ADDRESS_SESSIONS_PER_SEC", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_SESSIONS_PER_SEC)]
+    #[arg(long, env = env::ADDRESS_SESSIONS_PER_SEC, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_SESSIONS_PER_SEC)]
     address_sessions_per_sec: f64,
 
     /// Refused requests (4xx) per second one client address may cause (bursts of ten seconds'
     /// worth); past that, its requests without a live session are answered 429 unread. 0: no
     /// limit.
-    #[arg(long, env = "MCP_CHAT_ADDRESS_REFUSALS_PER_SEC", default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_REFUSALS_PER_SEC)]
+    #[arg(long, env = env::ADDRESS_REFUSALS_PER_SEC, default_value_t = mcp_chat_relay::config::DEFAULT_ADDRESS_REFUSALS_PER_SEC)]
     address_refusals_per_sec: f64,
 
     /// Serve the admin API (reports, bans, kicks, stats) on this address, e.g.
     /// 127.0.0.1:8081. Off by default; never on the public --bind port. Needs
     /// --admin-token-file. Keep it on a private address: it speaks plain HTTP.
-    #[arg(long, env = "MCP_CHAT_ADMIN_BIND")]
+    #[arg(long, env = env::ADMIN_BIND)]
     admin_bind: Option<SocketAddr>,
 
     /// File whose first line is the admin API's bearer token (at least 16 characters). The
     /// `admin` subcommands read the same file.
-    #[arg(long, env = "MCP_CHAT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    #[arg(long, env = env::ADMIN_TOKEN_FILE, value_name = "PATH")]
     admin_token_file: Option<std::path::PathBuf>,
 
     /// Days a report and its evidence (the room's last 20 messages) are kept, then deleted.
-    #[arg(long, env = "MCP_CHAT_REPORT_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = env::REPORT_RETENTION_DAYS, default_value_t = 30)]
     report_retention_days: u64,
 
     /// Distinct participants whose reports within --cooldown-window-secs hold someone out of
     /// random matching for --cooldown-secs. 0: no automatic cooldown.
-    #[arg(long, env = "MCP_CHAT_COOLDOWN_REPORTS", default_value_t = moderation::DEFAULT_COOLDOWN_REPORTS)]
+    #[arg(long, env = env::COOLDOWN_REPORTS, default_value_t = moderation::DEFAULT_COOLDOWN_REPORTS)]
     cooldown_reports: u32,
 
     /// The window in which reports count towards a cooldown, in seconds.
-    #[arg(long, env = "MCP_CHAT_COOLDOWN_WINDOW_SECS", default_value_t = moderation::DEFAULT_COOLDOWN_WINDOW.as_secs())]
+    #[arg(long, env = env::COOLDOWN_WINDOW_SECS, default_value_t = moderation::DEFAULT_COOLDOWN_WINDOW.as_secs())]
     cooldown_window_secs: u64,
 
     /// How long a cooldown holds a participant out of random matching, in seconds.
-    #[arg(long, env = "MCP_CHAT_COOLDOWN_SECS", default_value_t = moderation::DEFAULT_COOLDOWN_PERIOD.as_secs())]
+    #[arg(long, env = env::COOLDOWN_SECS, default_value_t = moderation::DEFAULT_COOLDOWN_PERIOD.as_secs())]
     cooldown_secs: u64,
 
     /// File of words and phrases messages may not contain: one per line, case-insensitive,
     /// whole words; lines starting with # are comments. Such messages are refused with an
     /// error to the sender.
-    #[arg(long, env = "MCP_CHAT_BLOCKED_WORDS_FILE", value_name = "PATH")]
+    #[arg(long, env = env::BLOCKED_WORDS_FILE, value_name = "PATH")]
     blocked_words_file: Option<std::path::PathBuf>,
 }
 

@@ -1215,104 +1215,9 @@ impl ChatStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_chat::ErrorCode;
 
     fn key(n: &str) -> ParticipantKey {
         ParticipantKey::for_session(n)
-    }
-
-    #[tokio::test]
-    async fn full_inbox_drops_oldest_unread_and_reports_the_gap() {
-        let store = MemoryStore::new(3, 2);
-        let (a, b) = (key("a"), key("b"));
-        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
-        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
-        // b has chatroom.found (seq 1); five messages make seq 2..=6; only 3 fit.
-        for i in 0..5 {
-            store.send_message(&a, format!("m{i}")).await.unwrap();
-        }
-        let batch = store.read_unread(&b, 100).await.unwrap();
-        assert_eq!(batch.missed, 3);
-        let seqs: Vec<u64> = batch.events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, vec![4, 5, 6]);
-        assert_eq!(store.counts().await.unwrap().events_dropped, 3);
-        let again = store.read_unread(&b, 100).await.unwrap();
-        assert!(again.events.is_empty() && again.missed == 0);
-    }
-
-    #[tokio::test]
-    async fn blocked_pairs_are_never_matched_again() {
-        let store = MemoryStore::new(16, 2);
-        let (a, b, c) = (key("a"), key("b"), key("c"));
-        store.enter_queue(&a, "A".into(), None).await.unwrap();
-        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
-        assert_eq!(s.state, ChatState::InRoom);
-        let left = store.leave(&a, true).await.unwrap();
-        assert_eq!(left.blocked, 1);
-        store.enter_queue(&a, "A".into(), None).await.unwrap();
-        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
-        assert_eq!(
-            s.state,
-            ChatState::Waiting,
-            "a and b must not be paired again"
-        );
-        assert_eq!(s.position, Some(2));
-        let s = store.enter_queue(&c, "C".into(), None).await.unwrap();
-        assert_eq!(
-            s.partner_name.as_deref(),
-            Some("A"),
-            "c pairs with the first in line"
-        );
-    }
-
-    #[tokio::test]
-    async fn duplicate_names_in_a_room_are_told_apart() {
-        let store = MemoryStore::new(16, 3);
-        for n in ["a", "b", "c"] {
-            store
-                .join_room(&key(n), "Sam".into(), "r".into())
-                .await
-                .unwrap();
-        }
-        let s = store.status(&key("c")).await.unwrap();
-        assert_eq!(s.display_name, "Sam (3)");
-        assert_eq!(s.members, vec!["Sam", "Sam (2)"]);
-        let err = store
-            .join_room(&key("d"), "D".into(), "r".into())
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RoomFull);
-    }
-
-    #[tokio::test]
-    async fn later_members_do_not_read_earlier_messages() {
-        let store = MemoryStore::new(16, 3);
-        let (a, b, c) = (key("a"), key("b"), key("c"));
-        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
-        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
-        store.send_message(&a, "before c".into()).await.unwrap();
-        store.join_room(&c, "C".into(), "r".into()).await.unwrap();
-        store.send_message(&b, "after c".into()).await.unwrap();
-        let seen = store.transcript(&c, None, 10).await.unwrap();
-        let texts: Vec<&str> = seen.messages.iter().map(|m| m.text.as_str()).collect();
-        assert_eq!(texts, ["after c"]);
-        assert!(!seen.truncated, "nothing the member may read is missing");
-        let all = store.transcript(&a, Some(0), 10).await.unwrap();
-        assert_eq!(all.messages.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_stranger_who_left_first_can_still_be_blocked() {
-        let store = MemoryStore::new(16, 2);
-        let (a, b) = (key("a"), key("b"));
-        store.enter_queue(&a, "A".into(), None).await.unwrap();
-        store.enter_queue(&b, "B".into(), None).await.unwrap();
-        store.leave(&b, false).await.unwrap();
-        let out = store.leave(&a, true).await.unwrap();
-        assert_eq!(out.blocked, 1);
-        store.enter_queue(&a, "A".into(), None).await.unwrap();
-        let s = store.enter_queue(&b, "B".into(), None).await.unwrap();
-        assert_eq!(s.state, ChatState::Waiting);
     }
 
     /// The default retention, waited for in paused time: a report lives 30 days, then goes.
@@ -1336,28 +1241,5 @@ mod tests {
         tokio::time::advance(day).await;
         assert!(store.reports(10).await.unwrap().is_empty());
         assert_eq!(store.report_by_id(&report.id).await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn transcript_pages_by_message_seq() {
-        let store = MemoryStore::new(16, 2);
-        let (a, b) = (key("a"), key("b"));
-        store.join_room(&a, "A".into(), "r".into()).await.unwrap();
-        store.join_room(&b, "B".into(), "r".into()).await.unwrap();
-        for i in 1..=5 {
-            store
-                .send_message(if i % 2 == 0 { &a } else { &b }, format!("m{i}"))
-                .await
-                .unwrap();
-        }
-        let newest = store.transcript(&a, None, 2).await.unwrap();
-        let seqs: Vec<u64> = newest.messages.iter().map(|m| m.message_seq).collect();
-        assert_eq!(seqs, vec![4, 5]);
-        assert!(newest.truncated);
-        assert!(newest.messages[0].from_you);
-        let page = store.transcript(&a, Some(1), 2).await.unwrap();
-        let seqs: Vec<u64> = page.messages.iter().map(|m| m.message_seq).collect();
-        assert_eq!(seqs, vec![2, 3]);
-        assert_eq!(page.latest_message_seq, 5);
     }
 }
