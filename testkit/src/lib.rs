@@ -44,3 +44,52 @@ pub fn free_port() -> u16 {
         .expect("binds a free loopback port")
         .port()
 }
+
+/// Whether `program arg` runs and exits 0 (e.g. `redis-server --version`), asked once per
+/// program and argument for the whole test process.
+pub fn runs(program: &str, arg: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<(String, String), bool>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    let key = (program.to_owned(), arg.to_owned());
+    if let Some(known) = seen.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return *known;
+    }
+    let ok = std::process::Command::new(program)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, ok);
+    ok
+}
+
+/// The one rule for tests that need something besides Rust (redis-server, openssl, Chromium,
+/// the pinned Node packages): true when nothing is `missing`. Otherwise the test must not look
+/// as if it passed: with `CI` set this panics (CI installs everything), else it writes `banner`,
+/// the test and what is missing straight to stderr (past the harness's capture) and returns
+/// false, for the test to return.
+pub fn needs(banner: &str, test: &str, missing: &[String]) -> bool {
+    use std::io::Write;
+    if missing.is_empty() {
+        return true;
+    }
+    let detail = missing.join("; ");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{banner}: {detail} — and CI is set, where these tests must run ({test})");
+    }
+    let rule = "!".repeat(72);
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "\n{rule}\n{banner}\n  not run: {test}");
+    for what in missing {
+        let _ = writeln!(err, "  missing: {what}");
+    }
+    let _ = writeln!(err, "{rule}\n");
+    let _ = err.flush();
+    false
+}

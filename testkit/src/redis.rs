@@ -5,10 +5,8 @@
 //! harness captures `eprintln!`, not a direct write) and returns `None`; with `CI` set it
 //! panics instead.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,36 +19,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a run without `redis-server` says, loudly.
-pub const NOT_RUN_BANNER: &str =
-    "REDIS TESTS DID NOT RUN: redis-server is not on PATH (apt-get install redis-server)";
+pub const NOT_RUN_BANNER: &str = "REDIS TESTS DID NOT RUN";
 
 /// True when `redis-server` can be run. Otherwise says so on stderr (past the capture) and
 /// returns false, or panics when `CI` is set: CI must run these tests.
 pub fn redis_available(test: &str) -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    let found = *FOUND.get_or_init(|| {
-        Command::new("redis-server")
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    });
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{NOT_RUN_BANNER} — and CI is set, where the Redis tests must run ({test})");
-    }
-    let rule = "!".repeat(NOT_RUN_BANNER.len());
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "\n{rule}\n{NOT_RUN_BANNER}\n  not run: {test}\n{rule}\n"
-    );
-    let _ = err.flush();
-    false
+    let missing = if crate::runs("redis-server", "--version") {
+        Vec::new()
+    } else {
+        vec!["redis-server on PATH (apt-get install redis-server)".to_owned()]
+    };
+    crate::needs(NOT_RUN_BANNER, test, &missing)
 }
 
 /// One `redis-server` on 127.0.0.1, killed on drop.

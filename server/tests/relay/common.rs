@@ -508,3 +508,50 @@ impl AdminClient {
         self.send(reqwest::Method::DELETE, path, None).await
     }
 }
+
+/// Reads SSE blocks from `response` until `done` says so or `within` passes; returns the `(id,
+/// data)` of each block with JSON data (the id empty when the block has none).
+pub async fn read_sse(
+    response: &mut reqwest::Response,
+    within: Duration,
+    done: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while !done(&events) {
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await else {
+            break;
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default();
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .and_then(|d| serde_json::from_str(d.trim()).ok());
+            if let Some(data) = data {
+                events.push((id, data));
+            }
+        }
+    }
+    events
+}
+
+/// Sends half a request head to `addr` and waits: true when the server closes the connection
+/// (or answers) within 5 s, as it must once its header-read timeout passes.
+pub async fn half_sent_request_is_cut_off(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    matches!(read, Ok(Ok(_)) | Ok(Err(_)))
+}

@@ -6,19 +6,18 @@
 //! they say so on stderr, past the capture, and return; with `CI` set they fail instead.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use testkit::free_port;
 use testkit::redis::redis_available;
 
 /// What a run without `openssl` says, loudly.
-const NO_OPENSSL_BANNER: &str =
-    "REDIS TLS TESTS DID NOT RUN: openssl is not on PATH (apt-get install openssl)";
+const NO_OPENSSL_BANNER: &str = "REDIS TLS TESTS DID NOT RUN";
 /// How long a process may take to start (or to give up starting).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// The password the test Redis requires (of its `default` user).
@@ -34,30 +33,12 @@ fn tools_available(test: &str) -> bool {
     if !redis_available(test) {
         return false;
     }
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    let found = *FOUND.get_or_init(|| {
-        Command::new("openssl")
-            .arg("version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    });
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{NO_OPENSSL_BANNER} — and CI is set, where the Redis tests must run ({test})");
-    }
-    let rule = "!".repeat(NO_OPENSSL_BANNER.len());
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "\n{rule}\n{NO_OPENSSL_BANNER}\n  not run: {test}\n{rule}\n"
-    );
-    let _ = err.flush();
-    false
+    let missing = if testkit::runs("openssl", "version") {
+        Vec::new()
+    } else {
+        vec!["openssl on PATH (apt-get install openssl)".to_owned()]
+    };
+    testkit::needs(NO_OPENSSL_BANNER, test, &missing)
 }
 
 /// Runs `openssl` with the words of `args` in `dir`; panics with its output when it fails.

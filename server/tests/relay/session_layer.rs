@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Chatter, PROMPT, RawClient, TestRelay, test_config};
+use crate::common::{Chatter, PROMPT, RawClient, TestRelay, read_sse, test_config};
 
 /// Sends `head` (and then nothing) on a raw connection and returns what the relay answers
 /// before it closes the connection or `within` passes.
@@ -166,40 +166,6 @@ async fn delete_answers_204_then_404() {
     assert_eq!(RawClient::new(&relay.url).delete().await, 400);
 }
 
-/// Reads SSE blocks from `response` until `done` says so or `within` passes; returns `(id,
-/// data)` of each block with data.
-async fn read_events(
-    response: &mut reqwest::Response,
-    within: Duration,
-    done: impl Fn(&[(String, Value)]) -> bool,
-) -> Vec<(String, Value)> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    while !done(&events) {
-        let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await else {
-            break;
-        };
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id:"))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
-            let data = block
-                .lines()
-                .find_map(|l| l.strip_prefix("data:"))
-                .and_then(|d| serde_json::from_str(d.trim()).ok());
-            if let Some(data) = data {
-                events.push((id, data));
-            }
-        }
-    }
-    events
-}
-
 fn received(events: &[(String, Value)]) -> Vec<String> {
     events
         .iter()
@@ -222,7 +188,7 @@ async fn last_event_id_resumes_from_the_inbox_however_much_was_missed() {
     let mut stream = a.open_stream().await;
     b.ok::<Value>("send_message", json!({ "text": "before" }))
         .await;
-    let seen = read_events(&mut stream, PROMPT, |e| received(e).len() == 1).await;
+    let seen = read_sse(&mut stream, PROMPT, |e| received(e).len() == 1).await;
     let last_id = seen
         .iter()
         .rev()
@@ -242,9 +208,9 @@ async fn last_event_id_resumes_from_the_inbox_however_much_was_missed() {
     }
     .header("last-event-id", &last_id);
     let mut stream = again.open_stream().await;
-    let got = read_events(&mut stream, PROMPT, |e| received(e).len() >= sent.len()).await;
+    let got = read_sse(&mut stream, PROMPT, |e| received(e).len() >= sent.len()).await;
     // Nothing more is on its way.
-    let more = read_events(&mut stream, Duration::from_millis(300), |_| false).await;
+    let more = read_sse(&mut stream, Duration::from_millis(300), |_| false).await;
     assert_eq!(received(&got), sent, "every missed event once, in order");
     assert!(received(&more).is_empty(), "{more:?}");
 }
@@ -301,7 +267,7 @@ async fn a_cut_tool_call_stream_is_resumed_with_its_answer() {
     }
     .header("last-event-id", &priming);
     let mut resumed = resumer.open_stream().await;
-    let got = read_events(&mut resumed, PROMPT, |e| {
+    let got = read_sse(&mut resumed, PROMPT, |e| {
         e.iter().any(|(_, m)| m["id"] == 9)
     })
     .await;
@@ -314,6 +280,6 @@ async fn a_cut_tool_call_stream_is_resumed_with_its_answer() {
     assert_eq!(events[0]["text"], "while cut", "{answer}");
     // Handed over once: a second resume finds nothing.
     let mut again = resumer.open_stream().await;
-    let none = read_events(&mut again, Duration::from_millis(300), |_| false).await;
+    let none = read_sse(&mut again, Duration::from_millis(300), |_| false).await;
     assert!(none.is_empty(), "{none:?}");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Chatter, RawClient, TestRelay, test_config};
+use crate::common::{Chatter, RawClient, TestRelay, read_sse, test_config};
 
 /// Reads SSE from `response` until a `message.received` with `text` arrived or `within`
 /// passed; returns the `(id, data)` of every event read.
@@ -14,31 +14,10 @@ async fn read_until(
     text: &str,
     within: Duration,
 ) -> Vec<(String, Value)> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    while !message_texts(&events).iter().any(|t| t == text) {
-        let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await else {
-            break;
-        };
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id:"))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
-            let data = block
-                .lines()
-                .find_map(|l| l.strip_prefix("data:"))
-                .and_then(|d| serde_json::from_str(d.trim()).ok());
-            if let Some(data) = data {
-                events.push((id, data));
-            }
-        }
-    }
-    events
+    read_sse(response, within, |events| {
+        message_texts(events).iter().any(|t| t == text)
+    })
+    .await
 }
 
 fn message_texts(events: &[(String, Value)]) -> Vec<String> {
