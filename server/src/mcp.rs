@@ -531,7 +531,14 @@ fn parse_message(bytes: &[u8]) -> Result<Message, (i32, String)> {
             "batches are not supported: send one JSON-RPC message per POST",
         ));
     }
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    // JSON is UTF-8 (RFC 8259); serde skips the bytes of fields it ignores without checking.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        (
+            -32700,
+            format!("Parse error: the body is not valid JSON: not UTF-8 ({e})"),
+        )
+    })?;
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             invalid(&format!("not a JSON-RPC 2.0 request or notification ({e})"))
         }
@@ -759,4 +766,48 @@ pub fn http_error(status: StatusCode, code: i32, message: &str) -> Response {
         "error": { "code": code, "message": message },
     });
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_utf8_json_rpc_message() {
+        let parse = |body: &[u8]| parse_message(body).map(|_| ()).map_err(|(code, _)| code);
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            Ok(())
+        );
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(())
+        );
+        assert_eq!(parse(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), Ok(()));
+        // Invalid UTF-8 inside a key serde would ignore (found by the fuzzer).
+        assert_eq!(
+            parse(b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\",\"x\":{\"\x85k\":1}}"),
+            Err(-32700)
+        );
+        assert_eq!(parse(b"{\"jsonrpc\":"), Err(-32700));
+        assert_eq!(
+            parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            Err(-32600)
+        );
+        assert_eq!(parse(br#"[1,"#), Err(-32700));
+        assert_eq!(
+            parse(br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
+            Err(-32600)
+        );
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#),
+            Err(-32600)
+        );
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#),
+            Err(-32600)
+        );
+        assert_eq!(parse(br#"{"jsonrpc":"2.0","id":1}"#), Err(-32600));
+        assert_eq!(parse(b"5"), Err(-32600));
+    }
 }
