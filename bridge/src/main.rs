@@ -95,7 +95,12 @@ fn main() -> ExitCode {
 }
 
 fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
-    let env = |key: &str| std::env::var(key).ok();
+    // A bundle field the user left blank arrives as its unfilled placeholder: not set.
+    let env = |key: &str| {
+        std::env::var(key)
+            .ok()
+            .filter(|v| !settings::unfilled_placeholder(v))
+    };
     let paths = Paths::resolve(&env)?;
     let flags = Flags {
         relay: cli.relay.clone(),

@@ -453,6 +453,14 @@ fn parse_header(
     Ok((name, value))
 }
 
+/// Whether an environment value is an MCP Bundle placeholder its host left unfilled: Claude
+/// Desktop passes an optional `user_config` field the user left blank as the literal text
+/// `${user_config.KEY}` (modelcontextprotocol/mcpb #250). Such a value means "not set".
+pub fn unfilled_placeholder(value: &str) -> bool {
+    let value = value.trim();
+    value.starts_with("${user_config.") && value.ends_with('}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,5 +627,14 @@ mod tests {
         std::fs::write(&token, "\n").unwrap();
         let error = Settings::resolve(&Flags::default(), &none, paths(&dir)).unwrap_err();
         assert!(matches!(error, SettingsError::TokenFile(_)), "{error}");
+    }
+
+    #[test]
+    fn unfilled_bundle_placeholders_count_as_unset() {
+        assert!(unfilled_placeholder("${user_config.display_name}"));
+        assert!(unfilled_placeholder(" ${user_config.access_token} "));
+        assert!(!unfilled_placeholder("Ada"));
+        assert!(!unfilled_placeholder("${HOME}"));
+        assert!(!unfilled_placeholder("${user_config.x} and more text"));
     }
 }

@@ -250,16 +250,23 @@ fn bundle_manifest_matches_the_contract_and_the_settings() {
     assert_eq!(config["args"], json!([]));
     assert_eq!(
         config["env"],
-        json!({ settings::ENV_RELAY: "${user_config.relay_url}" })
+        json!({
+            settings::ENV_RELAY: "${user_config.relay_url}",
+            settings::ENV_DISPLAY_NAME: "${user_config.display_name}",
+            settings::ENV_ACCESS_TOKEN: "${user_config.access_token}",
+        })
     );
+    assert_eq!(manifest["user_config"]["access_token"]["sensitive"], true);
     let relay = &manifest["user_config"]["relay_url"];
     assert_eq!(relay["type"], "string");
     assert_eq!(relay["default"], settings::DEFAULT_RELAY_URL);
 
     // Claude Desktop passes a blank optional field to the server as the literal text
     // "${user_config.KEY}" (reported against Desktop 1.25927 in stickerdaniel/linkedin-mcp-server
-    // #678; modelcontextprotocol/mcpb #250-#252): each field the config uses must be required
-    // and have a default, so it is always substituted.
+    // #678; modelcontextprotocol/mcpb #250-#252). The relay URL is required and has a default,
+    // so it is always filled; the optional fields are only ones the bridge reads as unset when
+    // they arrive unfilled (`settings::unfilled_placeholder`, checked by starting the bundled
+    // bridge below).
     let mut refs = Vec::new();
     user_config_refs(config, &mut refs);
     assert!(!refs.is_empty());
@@ -269,15 +276,21 @@ fn bundle_manifest_matches_the_contract_and_the_settings() {
             field.is_object(),
             "mcp_config uses undeclared user_config.{key}"
         );
-        assert_eq!(
-            field["required"], true,
-            "user_config.{key} must be required"
-        );
-        assert!(
-            field["default"].is_string(),
-            "user_config.{key} needs a default"
-        );
+        if field["required"] == true {
+            assert!(
+                field["default"].is_string(),
+                "user_config.{key} needs a default"
+            );
+        } else {
+            assert!(
+                ["display_name", "access_token"].contains(&key.as_str()),
+                "user_config.{key} is optional, so it may arrive unfilled: the bridge must \
+                 read it as unset (extend settings::unfilled_placeholder's callers and this \
+                 list)"
+            );
+        }
     }
+    assert_eq!(manifest["user_config"]["relay_url"]["required"], true);
     let declared = manifest["user_config"].as_object().unwrap();
     assert!(
         declared.keys().all(|k| refs.contains(k)),
@@ -509,16 +522,29 @@ async fn bundle_packs_this_build_and_the_registry_entry_validates() {
         .as_str()
         .unwrap()
         .replace("${user_config.relay_url}", &relay.url);
+    // The optional fields left blank: Desktop passes them unfilled.
+    let display_env = config["env"][settings::ENV_DISPLAY_NAME].as_str().unwrap();
+    let token_env = config["env"][settings::ENV_ACCESS_TOKEN].as_str().unwrap();
     let mut bridge = Bridge::spawn_program(
         Path::new(&command),
         &relay_env,
         temp_dir("bundle-bridge"),
-        &[],
+        &[
+            (settings::ENV_DISPLAY_NAME, display_env),
+            (settings::ENV_ACCESS_TOKEN, token_env),
+        ],
         None,
     );
     bridge.initialize_ui().await;
     let status = bridge.ok(mcp_chat::tools::CHAT_STATUS, json!({})).await;
     assert!(status["state"].is_string(), "{status}");
+    // Unfilled means unset: the default name is used, not the placeholder's text.
+    let queued = bridge.ok(mcp_chat::tools::ENTER_QUEUE, json!({})).await;
+    assert_eq!(
+        queued["display_name"],
+        mcp_chat::limits::DEFAULT_DISPLAY_NAME,
+        "an unfilled display name is not used: {queued}"
+    );
     let listed = bridge.request("tools/list", json!({})).await;
     let names: Vec<String> = listed["result"]["tools"]
         .as_array()
