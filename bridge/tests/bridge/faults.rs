@@ -519,14 +519,14 @@ async fn truncated_responses_get_an_answer_and_send_nothing_twice() {
     figure("truncation", "push cut mid-frame to delivered", recovered);
 }
 
-/// A's POST response to `send_message` is cut inside its SSE body (after rmcp's priming event,
-/// before or inside the frame carrying the result; three cut points, side by side). rmcp's
-/// server keeps no replay of a request it has answered, so the client's resume of that stream
-/// gets nothing, forever: the bridge gives up on a chat tool's answer at its deadline (20 s by
-/// default, `MCP_CHAT_CALL_DEADLINE_SECS`; 4 s here, so the test does not wait 20), answers the
-/// host with a tool error that says the message may or may not have been sent, and cancels the
-/// call at the relay (which also stops rmcp's resume attempts). The relay took the message
-/// once; the next call works.
+/// A's POST response to `send_message` is cut inside its SSE body (after the priming event,
+/// before or inside the frame carrying the result; three cut points, side by side). The relay
+/// keeps a tool call's answer for a resume, so rmcp's client resumes the stream with
+/// `Last-Event-ID` and the host gets the result (about 50 ms after the cut, measured). Should
+/// the resume find nothing, the bridge gives up at its deadline (20 s by default,
+/// `MCP_CHAT_CALL_DEADLINE_SECS`; 4 s here), answers the host with a tool error that says the
+/// message may or may not have been sent, and cancels the call at the relay. Either way the
+/// relay took the message once, and the next call works.
 #[tokio::test]
 async fn a_tool_result_cut_inside_the_sse_body_is_answered_within_its_deadline() {
     let (a, b, c) = tokio::join!(
