@@ -290,7 +290,14 @@ fn tool_call(
             drop(busy);
         }
     };
-    tokio::spawn(task);
+    // Most calls (a send, a status) finish without waiting: run them here first, and give the
+    // runtime a task only for one that waits (a `wait_for_message`, a store round trip to
+    // Redis). A spawned task is polled again at once, with a real waker.
+    let mut task = Box::pin(task);
+    let mut first = std::task::Context::from_waker(std::task::Waker::noop());
+    if task.as_mut().poll(&mut first).is_pending() {
+        tokio::spawn(task);
+    }
     if !scope.sse {
         // The POST waits for the answer (kept for a resume all the same).
         return async_json(answer).into_response();

@@ -42,8 +42,8 @@ use crate::store::ParticipantKey;
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events read from the inbox per round.
 const PUSH_BATCH: usize = 32;
-/// An SSE comment this often on a quiet stream: proxies keep it open, and a client that went
-/// away is noticed when the write fails.
+/// An SSE comment this often on every stream: proxies keep a quiet one open, and a client that
+/// went away is noticed when the write fails.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The standalone stream of generation `generation` of `session`. `claim` is the newest event
@@ -69,6 +69,7 @@ pub fn event_stream(
         following: None,
         ready: VecDeque::new(),
         written_at: None,
+        keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
     };
     futures::stream::unfold(pusher, |mut pusher| async move {
         let frame = pusher.next_frame().await?;
@@ -91,6 +92,8 @@ struct Pusher {
     /// When the last event frame went to hyper: hyper asks for the next one only once it has
     /// written it (see [`PUSH_TIMEOUT`]).
     written_at: Option<Instant>,
+    /// When to write a keep-alive comment next ([`KEEP_ALIVE`] apart, busy or quiet).
+    keep_alive: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// The participant a stream pushes, and how far.
@@ -162,10 +165,19 @@ impl Pusher {
                 }
             };
             let mut ended = false;
+            let mut quiet = false;
             tokio::select! {
                 () = notified => {}
                 closed = changed => ended = closed,
-                () = tokio::time::sleep(KEEP_ALIVE) => return Some(sse::keep_alive()),
+                () = &mut self.keep_alive => quiet = true,
+            }
+            if quiet {
+                // One timer for the stream's life, re-armed when it fires, not on every wait:
+                // arming a timer per pushed event costs more than the event's frames.
+                self.keep_alive
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + KEEP_ALIVE);
+                return Some(sse::keep_alive());
             }
             if ended && let Some(following) = self.following.as_mut() {
                 following.ended = true;
