@@ -102,7 +102,15 @@ pub async fn gather(
         .map(|index| {
             let done = &done;
             async move {
-                let p = Participant::connect(clients.of(index), url, index, clock).await?;
+                let p = Participant::connect_as(
+                    clients.kind(),
+                    clients.of(index),
+                    url,
+                    index,
+                    clock,
+                    mute_log_pushes,
+                )
+                .await?;
                 if let Some(pairing) = pairing {
                     p.pair(pairing, run_id).await?;
                 }

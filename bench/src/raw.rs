@@ -123,11 +123,21 @@ pub async fn open_session(
     url: &str,
     token: Option<&str>,
 ) -> Result<RawSession, String> {
+    open_session_with(http, url, token, json!({})).await
+}
+
+/// [`open_session`], declaring these client `capabilities`.
+pub async fn open_session_with(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    capabilities: Value,
+) -> Result<RawSession, String> {
     let body = json!({
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": { "name": "mcp-chat-bench-raw", "version": env!("CARGO_PKG_VERSION") }
         }
     });
@@ -196,8 +206,20 @@ pub async fn call_tool(
     name: &str,
     arguments: Value,
 ) -> Result<Value, String> {
+    call_tool_id(http, url, session, 1, name, arguments).await
+}
+
+/// [`call_tool`] with JSON-RPC id `id` (calls in flight at once need distinct ids).
+pub async fn call_tool_id(
+    http: &reqwest::Client,
+    url: &str,
+    session: &RawSession,
+    id: u64,
+    name: &str,
+    arguments: Value,
+) -> Result<Value, String> {
     let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": { "name": name, "arguments": arguments }
     });
     let response = session_post(http, url, session, &body)
@@ -220,6 +242,24 @@ pub async fn call_tool(
         return Err(format!("{name}:tool:{code}"));
     }
     Ok(result.clone())
+}
+
+/// The standalone GET (SSE) stream of `session`, with the headers rmcp's client sends; it stays
+/// open as long as its response is read (no timeout).
+pub fn session_get(
+    http: &reqwest::Client,
+    url: &str,
+    session: &RawSession,
+) -> reqwest::RequestBuilder {
+    let mut request = http
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session.id)
+        .header("mcp-protocol-version", &session.version);
+    if let Some(token) = &session.token {
+        request = request.header(IDENTITY_HEADER, token);
+    }
+    request
 }
 
 /// Ends a raw session (HTTP DELETE); the error is `delete:http:<status>`, `delete:transport`,
