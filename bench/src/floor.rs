@@ -9,9 +9,11 @@
 //! partner's stream and answers with a fixed result shaped like the relay's. Nothing is stored,
 //! there is no replay, no limit and no logging mirror. DELETE ends the session.
 //!
-//! It is axum on hyper with `axum::serve`'s defaults, one mutex over a map of sessions, and a
-//! small bounded channel per GET stream: what a lean hand-written server would use. It is loaded
-//! by the bench's lean participant (`--client lean`), the same client code as the relay.
+//! It is an axum router on hyper's HTTP/1 connection builder (the relay's own accept loop
+//! without its limits and timers; `axum::serve` costs about 3 KiB more per idle connection),
+//! one mutex over a map of sessions, and a small bounded channel per GET stream: what a lean
+//! hand-written server would use. It is loaded by the bench's lean participant
+//! (`--client lean`), the same client code as the relay.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,11 +25,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tower::ServiceExt;
 
 use crate::BenchError;
 
@@ -96,11 +98,24 @@ pub async fn serve(bind: SocketAddr) -> Result<(), BenchError> {
     let app = Router::new()
         .route("/mcp", post(answer).get(stream).delete(end))
         .with_state(Shared::default());
-    let listener = listener.tap_io(|tcp| {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await?;
-    Ok(())
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<_>| {
+            app.clone().oneshot(request)
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+        );
+    }
 }
 
 fn session_of(headers: &HeaderMap) -> Option<u64> {

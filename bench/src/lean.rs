@@ -170,16 +170,28 @@ async fn read_events(
 }
 
 fn dispatch(data: &[u8], now: u64, sink: &(dyn Fn(u64, &str, Option<&Value>) + Send + Sync)) {
+    /// The method alone: other notifications (the logging mirror, progress) and answers are
+    /// skipped without building their JSON tree.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        method: Option<String>,
+    }
     #[derive(serde::Deserialize)]
     struct Notification {
         #[serde(default)]
-        method: Option<String>,
-        #[serde(default)]
         params: Option<Value>,
     }
-    if let Ok(n) = serde_json::from_slice::<Notification>(data)
-        && let Some(method) = n.method
-    {
+    let Ok(Head {
+        method: Some(method),
+    }) = serde_json::from_slice::<Head>(data)
+    else {
+        return;
+    };
+    if !mcp_chat::events::NOTIFICATION_METHODS.contains(&method.as_str()) {
+        return;
+    }
+    if let Ok(n) = serde_json::from_slice::<Notification>(data) {
         sink(now, &method, n.params.as_ref());
     }
 }

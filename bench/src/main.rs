@@ -191,6 +191,10 @@ struct ThroughputArgs {
     /// Skip the baseline measured after the steps at the same concurrency.
     #[arg(long)]
     no_baseline: bool,
+    /// Measure a step again (up to 6 times) when the rest of the machine used more than this
+    /// much CPU during it, percent of one CPU (read from /proc/stat).
+    #[arg(long)]
+    max_other_load_pct: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -469,6 +473,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                     max_rate: a.max_rate,
                     p99_limit_ms: a.p99_limit_ms,
                     with_baseline: !a.no_baseline,
+                    max_other_load_pct: a.max_other_load_pct,
                 },
             )
             .await?,

@@ -224,8 +224,8 @@ pub struct Participant {
 
 /// The client code behind a participant.
 enum Session {
-    Rmcp(Box<RunningService<RoleClient, Inbox>>),
-    Lean(crate::lean::LeanSession),
+    Rmcp(RunningService<RoleClient, Inbox>),
+    Lean(Box<crate::lean::LeanSession>),
 }
 
 impl Participant {
@@ -254,7 +254,7 @@ impl Participant {
             .map_err(|e| failed("connect", &e))?;
         Ok(Self {
             index,
-            session: Session::Rmcp(Box::new(service)),
+            session: Session::Rmcp(service),
             shared,
         })
     }
@@ -294,7 +294,7 @@ impl Participant {
         .map_err(|e| failed(&e, &"lean connect"))?;
         Ok(Self {
             index,
-            session: Session::Lean(session),
+            session: Session::Lean(Box::new(session)),
             shared,
         })
     }
@@ -428,7 +428,7 @@ impl Participant {
             Session::Rmcp(service) => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), service.cancel()).await;
             }
-            Session::Lean(lean) => lean.close().await,
+            Session::Lean(lean) => (*lean).close().await,
         }
     }
 }

@@ -101,7 +101,7 @@ pub struct ConnectionsReport {
     pub relay_health: Option<Value>,
     /// The generator with everyone connected.
     pub generator: Option<ProcSample>,
-    /// Latency of the one message each participant sent at the end.
+    /// Latency of the messages each participant sent at the end.
     pub message_latency: LatencySummary,
     /// The messages of that check, and all errors.
     pub tally: Tally,
@@ -432,7 +432,7 @@ fn render_connections(out: &mut String, r: &ConnectionsReport) {
     }
     let _ = writeln!(
         out,
-        "| one message each: latency p50 / p90 / p99 / p99.9 / max | {} |",
+        "| the messages at the end: latency p50 / p90 / p99 / p99.9 / max | {} |",
         latency_cells(&r.message_latency)
     );
     tally_rows(out, &r.tally);

@@ -95,7 +95,14 @@ pub struct ThroughputParams {
     pub p99_limit_ms: f64,
     /// Also measure the baseline at the same concurrency, after the relay is stopped.
     pub with_baseline: bool,
+    /// A step during which the rest of the machine used more than this much CPU (percent of
+    /// one CPU) is measured again, up to [`STEP_RETRIES`] times (a shared box: another
+    /// process's burst says nothing about the relay).
+    pub max_other_load_pct: Option<f64>,
 }
+
+/// How often a step disturbed by other load is measured again.
+pub const STEP_RETRIES: usize = 6;
 
 /// Scenario `latency`.
 #[derive(Debug, Clone)]
@@ -400,6 +407,7 @@ pub async fn throughput(
     let senders = start_senders(&participants, &pace, load.message_bytes, env.clock);
     let mut windows: Vec<(f64, Range<u64>, CpuShare)> = Vec::new();
     let mut rate = params.start_rate;
+    let mut retries = 0;
     let stopped_because = loop {
         pace.set_rate(Some(rate));
         tokio::time::sleep(load.warmup).await;
@@ -418,7 +426,19 @@ pub async fn throughput(
             failed1 - failed0,
             env.clock.now_ns(),
         );
-        windows.push((rate, window, start.cpu_until(&end)));
+        let cpu = start.cpu_until(&end);
+        if let (Some(limit), Some(others)) = (params.max_other_load_pct, cpu.others_pct)
+            && others > limit
+            && retries < STEP_RETRIES
+        {
+            retries += 1;
+            eprintln!(
+                "  {rate:.0} msg/s offered: other load {others:.0} % > {limit} %, measuring again"
+            );
+            continue;
+        }
+        retries = 0;
+        windows.push((rate, window, cpu));
         eprintln!(
             "  {rate:.0} msg/s offered: sent {:.0}/s, delivered {:.0}/s, p99 {:.2} ms, late {}, failed {}",
             stats.sent as f64 / secs,
@@ -762,6 +782,7 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
                 max_rate: 80.0,
                 p99_limit_ms: 50.0,
                 with_baseline: false,
+                max_other_load_pct: None,
             },
         )
         .await?,
