@@ -48,6 +48,7 @@ impl LeanSession {
         http: &reqwest::Client,
         url: &str,
         prototype: bool,
+        json_answers: bool,
         events_capability: bool,
         sink: impl Fn(u64, &str, Option<&Value>) + Send + Sync + 'static,
         clock: crate::ledger::Clock,
@@ -57,7 +58,8 @@ impl LeanSession {
         } else {
             json!({})
         };
-        let raw = raw::open_session_with(http, url, None, capabilities).await?;
+        let mut raw = raw::open_session_with(http, url, None, capabilities).await?;
+        raw.json_answers = json_answers;
         let response = raw::session_get(http, url, &raw)
             .send()
             .await

@@ -568,6 +568,7 @@ impl Cli {
         match self.client {
             ClientKind::Rmcp => "rmcp",
             ClientKind::Lean => "lean",
+            ClientKind::LeanJson => "lean, JSON answers",
             ClientKind::Prototype => "prototype (lean)",
         }
     }

@@ -61,6 +61,10 @@ pub enum ClientKind {
     /// A lean participant: bare HTTP POSTs and one SSE GET stream read by hand, no rmcp client,
     /// so that the generator costs less CPU than the server it loads.
     Lean,
+    /// The lean participant, its POSTs accepting only JSON answers (`Accept: application/json`):
+    /// the relay then answers a tool call with one JSON body instead of an SSE stream with a
+    /// priming event (what this costs the relay).
+    LeanJson,
     /// The lean participant speaking the Python prototype's tools (`join_room` with a room code
     /// and display name, then `client_id`-addressed calls; it pushes no events).
     Prototype,
@@ -272,7 +276,7 @@ impl Participant {
     ) -> Result<Self, String> {
         let prototype = match kind {
             ClientKind::Rmcp => return Self::connect(http, url, index, clock).await,
-            ClientKind::Lean => false,
+            ClientKind::Lean | ClientKind::LeanJson => false,
             ClientKind::Prototype => true,
         };
         let shared = Arc::new(Shared {
@@ -286,6 +290,7 @@ impl Participant {
             http,
             url,
             prototype,
+            kind == ClientKind::LeanJson,
             events_capability,
             move |now, method, params| sink.record(now, method, params),
             clock,

@@ -25,6 +25,9 @@ pub struct RawSession {
     pub version: String,
     /// The identity token sent with `initialize`, if any.
     pub token: Option<String>,
+    /// POSTs accept only a JSON answer (`Accept: application/json`), so that the server cannot
+    /// answer a request with an SSE stream.
+    pub json_answers: bool,
 }
 
 /// The socket address of an `http://HOST:PORT/mcp` URL.
@@ -50,9 +53,13 @@ pub fn jsonrpc_of(body: &str) -> Option<Value> {
 }
 
 fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+    post_accepting(http, url, POST_ACCEPT)
+}
+
+fn post_accepting(http: &reqwest::Client, url: &str, accept: &str) -> reqwest::RequestBuilder {
     http.post(url)
         .timeout(RAW_TIMEOUT)
-        .header("accept", POST_ACCEPT)
+        .header("accept", accept)
         .header("content-type", "application/json")
 }
 
@@ -170,6 +177,7 @@ pub async fn open_session_with(
         id,
         version,
         token: token.map(str::to_owned),
+        json_answers: false,
     };
     let notification = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
     let response = session_post(http, url, &session, &notification)
@@ -188,7 +196,12 @@ fn session_post(
     session: &RawSession,
     body: &Value,
 ) -> reqwest::RequestBuilder {
-    let mut request = post(http, url)
+    let accept = if session.json_answers {
+        "application/json"
+    } else {
+        POST_ACCEPT
+    };
+    let mut request = post_accepting(http, url, accept)
         .header("mcp-session-id", &session.id)
         .header("mcp-protocol-version", &session.version)
         .body(body.to_string());
