@@ -759,5 +759,4 @@ mod tests {
             Err(ConfigError::Store(_))
         ));
     }
-
 }
