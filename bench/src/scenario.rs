@@ -853,5 +853,46 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
         )
         .await?,
     ));
+    // The lean participant against the relay, and against the floor (what `--client lean` and
+    // `--floor` measure), in miniature.
+    let lean = Env {
+        relay: env.relay.clone(),
+        server_cpus: env.server_cpus.clone(),
+        http: env.http.clone(),
+        clock: env.clock,
+        run_id: format!("{}-lean", env.run_id),
+        client: ClientKind::Lean,
+    };
+    reports.push(
+        latency(
+            &lean,
+            &LatencyParams {
+                load: load(4, Pairing::Queue),
+                rate: 100.0,
+            },
+        )
+        .await?,
+    );
+    if !matches!(env.relay, ServerKind::External(..)) {
+        let floor = Env {
+            relay: ServerKind::Floor,
+            run_id: format!("{}-floor", env.run_id),
+            ..lean
+        };
+        reports.push(
+            connections(
+                &floor,
+                &ConnectionsParams {
+                    participants: 8,
+                    pairing: Pairing::Rooms,
+                    ramp_concurrency: 8,
+                    settle: Duration::from_millis(100),
+                    message_bytes: 64,
+                    messages_each: 3,
+                },
+            )
+            .await?,
+        );
+    }
     Ok(reports)
 }
