@@ -13,10 +13,14 @@
 //! - [`ledger`]: message stamps, per-message accounting, latency percentiles.
 //! - [`server`]: spawning the relay (or the baseline server) and finding its port.
 //! - [`baseline`]: the minimal HTTP server answering a fixed JSON-RPC reply.
+//! - [`floor`]: the least a chat server over Streamable HTTP can do (POST → one SSE push).
+//! - [`lean`]: the lean participant (bare HTTP and SSE, no rmcp client).
 //! - [`procfs`]: memory and CPU readings; [`report`]: tables and JSON.
 
 pub mod abuse;
 pub mod baseline;
+pub mod floor;
+pub mod lean;
 pub mod ledger;
 pub mod load;
 pub mod participant;

@@ -23,6 +23,12 @@ pub struct Pace {
     pub started: AtomicU64,
     /// Calls that failed so far.
     pub failed: AtomicU64,
+    /// When the pace was created: `changed_ns` counts from here.
+    base: Instant,
+    /// When the rate last changed, ns after `base`.
+    changed_ns: AtomicU64,
+    /// How many times the rate changed: senders re-spread their start times when it moves.
+    generation: AtomicU64,
 }
 
 impl Pace {
@@ -35,6 +41,9 @@ impl Pace {
             stop: CancellationToken::new(),
             started: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            base: Instant::now(),
+            changed_ns: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         });
         pace.set_rate(rate);
         pace
@@ -47,6 +56,26 @@ impl Pace {
             _ => 0,
         };
         self.period_ns.store(period, Ordering::Relaxed);
+        self.changed_ns
+            .store(self.base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sender `k` of `count`'s next send time after a change of rate: its share of one period
+    /// after the change, so that the senders stay evenly spread at every rate (carrying on
+    /// from the old schedule would bunch them up after a few changes).
+    fn respread(&self, k: u32, count: u32) -> Instant {
+        let period = self.period();
+        let mut next = self.base
+            + Duration::from_nanos(self.changed_ns.load(Ordering::Relaxed))
+            + period * k / count;
+        // A sender that noticed the change late keeps its slot: the first one still ahead.
+        let now = Instant::now();
+        if !period.is_zero() && next < now {
+            let behind = (now - next).as_nanos() / period.as_nanos();
+            next += period * (behind as u32 + 1);
+        }
+        next
     }
 
     fn period(&self) -> Duration {
@@ -102,7 +131,15 @@ pub async fn gather(
         .map(|index| {
             let done = &done;
             async move {
-                let p = Participant::connect(clients.of(index), url, index, clock).await?;
+                let p = Participant::connect_as(
+                    clients.kind(),
+                    clients.of(index),
+                    url,
+                    index,
+                    clock,
+                    mute_log_pushes,
+                )
+                .await?;
                 if let Some(pairing) = pairing {
                     p.pair(pairing, run_id).await?;
                 }
@@ -210,6 +247,7 @@ pub fn start_senders(
                     sender: p.index,
                     ..Sent::default()
                 };
+                let mut generation = pace.generation.load(Ordering::Acquire);
                 let mut next = Instant::now() + pace.period() * k as u32 / count;
                 loop {
                     if pace.period().is_zero() {
@@ -224,7 +262,13 @@ pub fn start_senders(
                     }
                     send_stamped(&p, &mut sent, size, clock, Some(&pace)).await;
                     let period = pace.period();
-                    next += period;
+                    let now_generation = pace.generation.load(Ordering::Acquire);
+                    if now_generation == generation {
+                        next += period;
+                    } else {
+                        generation = now_generation;
+                        next = pace.respread(k as u32, count);
+                    }
                     // Fallen behind by more than a period (a slow call): carry on from now
                     // rather than bursting to catch up. The report shows the rate achieved.
                     let now = Instant::now();

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mcp_chat_bench::ledger::Clock;
-use mcp_chat_bench::participant::{Pairing, http_client};
+use mcp_chat_bench::participant::{ClientKind, Pairing, http_client};
 use mcp_chat_bench::procfs::Machine;
 use mcp_chat_bench::report::{Report, ScenarioReport};
 use mcp_chat_bench::scenario::{self, Env};
@@ -43,8 +43,25 @@ struct Cli {
     /// address: for a large ramp start it with --address-sessions-per-sec 0
     /// --address-max-sessions 0 --address-refusals-per-sec 0 --address-max-connections 0), and
     /// its memory and CPU time are not read.
-    #[arg(long, global = true, conflicts_with_all = ["relay_bin", "builtin_relay"])]
+    #[arg(long, global = true, conflicts_with_all = ["relay_bin", "builtin_relay", "floor"])]
     relay_url: Option<String>,
+
+    /// With --relay-url: the pid of the process serving it, so that its memory and CPU are read
+    /// from /proc (e.g. the Python prototype, bench/scripts/python_prototype.sh).
+    #[arg(long, global = true, requires = "relay_url")]
+    server_pid: Option<u32>,
+
+    /// Load the floor server instead of the relay: the least a Streamable HTTP chat server can
+    /// do for this load (a minimal axum SSE server built into this binary). Use it with
+    /// --client lean.
+    #[arg(long, global = true, conflicts_with_all = ["relay_bin", "builtin_relay"])]
+    floor: bool,
+
+    /// The participants' client code: rmcp's client, the lean one (bare HTTP and SSE), or the
+    /// lean one speaking the Python prototype's tools (connections only, rooms pairing,
+    /// --messages-each 0).
+    #[arg(long, global = true, value_enum, default_value = "rmcp")]
+    client: ClientKind,
 
     /// The relay binary to spawn [default: mcp-chat-relay next to this binary].
     #[arg(long, global = true)]
@@ -98,6 +115,12 @@ enum Command {
         #[arg(long)]
         bind: SocketAddr,
     },
+    /// (internal) Serve the floor, as spawned by `--floor`.
+    #[command(hide = true)]
+    FloorServer {
+        #[arg(long)]
+        bind: SocketAddr,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -137,9 +160,13 @@ struct ConnectionsArgs {
     /// Pause between the ramp and the memory reading, seconds.
     #[arg(long, default_value_t = 2.0)]
     settle_secs: f64,
-    /// Size of the one message each participant sends at the end, bytes.
+    /// Size of the messages each participant sends at the end, bytes.
     #[arg(long, default_value_t = 100)]
     message_bytes: usize,
+    /// Messages each participant sends its partner at the end, one after the other (so each
+    /// also receives as many), before the last memory reading; 0 for none.
+    #[arg(long, default_value_t = 1)]
+    messages_each: usize,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +191,10 @@ struct ThroughputArgs {
     /// Skip the baseline measured after the steps at the same concurrency.
     #[arg(long)]
     no_baseline: bool,
+    /// Measure a step again (up to 6 times) when the rest of the machine used more than this
+    /// much CPU during it, percent of one CPU (read from /proc/stat).
+    #[arg(long)]
+    max_other_load_pct: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -384,10 +415,16 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
             mcp_chat_bench::baseline::serve(*bind).await?;
             return Ok(true);
         }
+        Command::FloorServer { bind } => {
+            mcp_chat_bench::floor::serve(*bind).await?;
+            return Ok(true);
+        }
         _ => {}
     }
     let relay = if let Some(url) = &cli.relay_url {
-        ServerKind::External(url.clone())
+        ServerKind::External(url.clone(), cli.server_pid)
+    } else if cli.floor {
+        ServerKind::Floor
     } else if cli.builtin_relay {
         ServerKind::BuiltinRelay
     } else if let Some(path) = &cli.relay_bin {
@@ -405,6 +442,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
         http: http_client()?,
         clock: Clock::new(),
         run_id: run_id(),
+        client: cli.client,
     };
     let scenarios = match cli.command {
         Command::Connections(a) => vec![
@@ -416,6 +454,11 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                     ramp_concurrency: a.ramp_concurrency,
                     settle: Duration::from_secs_f64(a.settle_secs),
                     message_bytes: a.message_bytes,
+                    messages_each: if cli.client == ClientKind::Prototype {
+                        0
+                    } else {
+                        a.messages_each
+                    },
                 },
             )
             .await?,
@@ -430,6 +473,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                     max_rate: a.max_rate,
                     p99_limit_ms: a.p99_limit_ms,
                     with_baseline: !a.no_baseline,
+                    max_other_load_pct: a.max_other_load_pct,
                 },
             )
             .await?,
@@ -501,7 +545,9 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
             .await?,
         )],
         Command::Smoke => scenario::smoke(&env).await?,
-        Command::Relay(_) | Command::BaselineServer { .. } => unreachable!("handled above"),
+        Command::Relay(_) | Command::BaselineServer { .. } | Command::FloorServer { .. } => {
+            unreachable!("handled above")
+        }
     };
     let report = Report {
         machine: Machine::describe(),
@@ -517,6 +563,17 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
     Ok(report.is_clean())
 }
 
+impl Cli {
+    fn client_name(&self) -> &'static str {
+        match self.client {
+            ClientKind::Rmcp => "rmcp",
+            ClientKind::Lean => "lean",
+            ClientKind::LeanJson => "lean, JSON answers",
+            ClientKind::Prototype => "prototype (lean)",
+        }
+    }
+}
+
 /// How the server and the generator share the CPUs, for the report.
 fn describe_split(cli: &Cli, relay: &ServerKind) -> String {
     let generator = match &cli.bench_cpus {
@@ -524,11 +581,12 @@ fn describe_split(cli: &Cli, relay: &ServerKind) -> String {
         None => "generator on any CPU".to_owned(),
     };
     let server = match (relay, &cli.relay_cpus) {
-        (ServerKind::External(_), _) => "relay external (not sampled)".to_owned(),
+        (ServerKind::External(_, None), _) => "relay external (not sampled)".to_owned(),
+        (ServerKind::External(_, Some(pid)), _) => format!("external server, pid {pid} sampled"),
         (_, Some(cpus)) => format!("server pinned to CPU {cpus} (taskset)"),
         (_, None) => "server on any CPU".to_owned(),
     };
-    format!("{server}, {generator}")
+    format!("{server}, {generator}, {} participants", cli.client_name())
 }
 
 /// A prefix for this run's room codes, unique enough to never meet an earlier run's rooms.

@@ -51,6 +51,25 @@ impl std::fmt::Display for Pairing {
     }
 }
 
+/// Which client code a participant runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// rmcp's Streamable HTTP client (what hosts and the bridge use).
+    #[default]
+    Rmcp,
+    /// A lean participant: bare HTTP POSTs and one SSE GET stream read by hand, no rmcp client,
+    /// so that the generator costs less CPU than the server it loads.
+    Lean,
+    /// The lean participant, its POSTs accepting only JSON answers (`Accept: application/json`):
+    /// the relay then answers a tool call with one JSON body instead of an SSE stream with a
+    /// priming event (what this costs the relay).
+    LeanJson,
+    /// The lean participant speaking the Python prototype's tools (`join_room` with a room code
+    /// and display name, then `client_id`-addressed calls; it pushes no events).
+    Prototype,
+}
+
 /// The HTTP client every participant shares. Each participant still holds its own GET stream
 /// (a connection of its own, as a long-lived streaming response); POSTs reuse pooled
 /// connections, like a bridge does (rmcp's default client disables pooling, which would open a
@@ -82,6 +101,8 @@ pub fn http_client_from(local: Option<IpAddr>) -> Result<reqwest::Client, BenchE
 pub struct Clients {
     /// One client per address, participant `index` uses `clients[index % len]`.
     clients: Arc<[reqwest::Client]>,
+    /// The participants' client code.
+    kind: ClientKind,
 }
 
 impl Clients {
@@ -89,7 +110,18 @@ impl Clients {
     pub fn shared(http: &reqwest::Client) -> Self {
         Self {
             clients: Arc::from([http.clone()]),
+            kind: ClientKind::Rmcp,
         }
+    }
+
+    /// The same clients, running `kind`'s client code.
+    pub fn with_kind(self, kind: ClientKind) -> Self {
+        Self { kind, ..self }
+    }
+
+    /// The participants' client code.
+    pub fn kind(&self) -> ClientKind {
+        self.kind
     }
 
     /// Participant `index` (for `index < n`) on address `address(index)`, each with a client
@@ -100,6 +132,7 @@ impl Clients {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             clients: clients.into(),
+            kind: ClientKind::Rmcp,
         })
     }
 
@@ -126,26 +159,16 @@ struct Shared {
     received: Mutex<Received>,
 }
 
-/// The client handler: records pushed events.
-#[derive(Clone)]
-struct Inbox(Arc<Shared>);
-
-impl ClientHandler for Inbox {
-    async fn on_custom_notification(
-        &self,
-        notification: CustomNotification,
-        _ctx: NotificationContext<RoleClient>,
-    ) {
-        // Arrival time first: everything after this is the generator's bookkeeping.
-        let now = self.0.clock.now_ns();
-        let params = notification.params.as_ref();
-        match notification.method.as_str() {
+impl Shared {
+    /// Records one pushed event that arrived at `now`.
+    fn record(&self, now: u64, method: &str, params: Option<&Value>) {
+        match method {
             MESSAGE_RECEIVED => {
                 let stamp = params
                     .and_then(|p| p.get("text"))
                     .and_then(Value::as_str)
                     .and_then(decode);
-                let mut received = self.0.received.lock().unwrap();
+                let mut received = self.received.lock().unwrap();
                 match stamp {
                     Some(stamp) => received.record(stamp, now),
                     None => received.garbled += 1,
@@ -158,13 +181,33 @@ impl ClientHandler for Inbox {
                     .and_then(Value::as_str)
                     .and_then(index_of);
                 if partner.is_some() {
-                    self.0.partner.send_replace(partner);
+                    self.partner.send_replace(partner);
                 }
-                self.0.rooms_found.send_modify(|n| *n += 1);
+                self.rooms_found.send_modify(|n| *n += 1);
             }
-            PARTNER_DISCONNECTED => self.0.received.lock().unwrap().disconnects += 1,
+            PARTNER_DISCONNECTED => self.received.lock().unwrap().disconnects += 1,
             _ => {}
         }
+    }
+}
+
+/// The client handler: records pushed events.
+#[derive(Clone)]
+struct Inbox(Arc<Shared>);
+
+impl ClientHandler for Inbox {
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        // Arrival time first: everything after this is the generator's bookkeeping.
+        let now = self.0.clock.now_ns();
+        self.0.record(
+            now,
+            notification.method.as_str(),
+            notification.params.as_ref(),
+        );
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -179,8 +222,14 @@ impl ClientHandler for Inbox {
 pub struct Participant {
     /// Its index (display name `p<index>`).
     pub index: u32,
-    service: RunningService<RoleClient, Inbox>,
+    session: Session,
     shared: Arc<Shared>,
+}
+
+/// The client code behind a participant.
+enum Session {
+    Rmcp(RunningService<RoleClient, Inbox>),
+    Lean(Box<crate::lean::LeanSession>),
 }
 
 impl Participant {
@@ -209,7 +258,48 @@ impl Participant {
             .map_err(|e| failed("connect", &e))?;
         Ok(Self {
             index,
-            service,
+            session: Session::Rmcp(service),
+            shared,
+        })
+    }
+
+    /// Opens a session with `kind`'s client code. A lean participant that will not mute the
+    /// logging mirror later (`events_capability`) declares the relay's `mcp-chat/events`
+    /// capability instead, which has the same effect from the start.
+    pub async fn connect_as(
+        kind: ClientKind,
+        http: &reqwest::Client,
+        url: &str,
+        index: u32,
+        clock: Clock,
+        events_capability: bool,
+    ) -> Result<Self, String> {
+        let prototype = match kind {
+            ClientKind::Rmcp => return Self::connect(http, url, index, clock).await,
+            ClientKind::Lean | ClientKind::LeanJson => false,
+            ClientKind::Prototype => true,
+        };
+        let shared = Arc::new(Shared {
+            clock,
+            partner: watch::channel(None).0,
+            rooms_found: watch::channel(0).0,
+            received: Mutex::default(),
+        });
+        let sink = shared.clone();
+        let session = crate::lean::LeanSession::open(
+            http,
+            url,
+            prototype,
+            kind == ClientKind::LeanJson,
+            events_capability,
+            move |now, method, params| sink.record(now, method, params),
+            clock,
+        )
+        .await
+        .map_err(|e| failed(&e, &"lean connect"))?;
+        Ok(Self {
+            index,
+            session: Session::Lean(Box::new(session)),
             shared,
         })
     }
@@ -218,6 +308,17 @@ impl Participant {
     /// Returns the partner's index.
     pub async fn pair(&self, pairing: Pairing, run_id: &str) -> Result<u32, String> {
         let name = display_name(self.index);
+        if let Session::Lean(lean) = &self.session
+            && lean.is_prototype()
+        {
+            // The prototype has no queue and pushes no event on pairing: both join the pair's
+            // room, and the partner is known by construction.
+            let room = format!("{run_id}-{}", self.index / 2);
+            lean.prototype_join(&room, &name).await?;
+            let partner = self.index ^ 1;
+            self.shared.partner.send_replace(Some(partner));
+            return Ok(partner);
+        }
         match pairing {
             Pairing::Queue => {
                 self.call(tools::ENTER_QUEUE, json!({ "display_name": name }))
@@ -242,8 +343,12 @@ impl Participant {
     /// Asks the relay to stop mirroring events as logging notifications (`logging/setLevel
     /// warning`), halving the notifications per message.
     pub async fn mute_log_pushes(&self) -> Result<(), String> {
+        let Session::Rmcp(service) = &self.session else {
+            // Lean participants declared `mcp-chat/events` at `initialize` instead.
+            return Ok(());
+        };
         let params = SetLevelRequestParams::new(LoggingLevel::Warning);
-        self.service
+        service
             .peer()
             .set_level(params)
             .await
@@ -294,9 +399,18 @@ impl Participant {
         let Value::Object(args) = args else {
             unreachable!("tool arguments are objects");
         };
+        let service = match &self.session {
+            Session::Rmcp(service) => service,
+            Session::Lean(lean) => {
+                return match tokio::time::timeout(CALL_TIMEOUT, lean.call(tool, args)).await {
+                    Err(_) => Err(failed("timeout", &tool)),
+                    Ok(Err(kind)) => Err(failed(&kind, &tool)),
+                    Ok(Ok(value)) => Ok(value),
+                };
+            }
+        };
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
-        let result = match tokio::time::timeout(CALL_TIMEOUT, self.service.call_tool(params)).await
-        {
+        let result = match tokio::time::timeout(CALL_TIMEOUT, service.call_tool(params)).await {
             Err(_) => return Err(failed("timeout", &tool)),
             Ok(Err(e)) => return Err(failed(&classify(&e), &e)),
             Ok(Ok(result)) => result,
@@ -315,7 +429,12 @@ impl Participant {
 
     /// Ends the session (HTTP DELETE), waiting at most a few seconds.
     pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.service.cancel()).await;
+        match self.session {
+            Session::Rmcp(service) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), service.cancel()).await;
+            }
+            Session::Lean(lean) => (*lean).close().await,
+        }
     }
 }
 

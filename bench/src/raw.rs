@@ -25,6 +25,9 @@ pub struct RawSession {
     pub version: String,
     /// The identity token sent with `initialize`, if any.
     pub token: Option<String>,
+    /// POSTs accept only a JSON answer (`Accept: application/json`), so that the server cannot
+    /// answer a request with an SSE stream.
+    pub json_answers: bool,
 }
 
 /// The socket address of an `http://HOST:PORT/mcp` URL.
@@ -50,9 +53,13 @@ pub fn jsonrpc_of(body: &str) -> Option<Value> {
 }
 
 fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+    post_accepting(http, url, POST_ACCEPT)
+}
+
+fn post_accepting(http: &reqwest::Client, url: &str, accept: &str) -> reqwest::RequestBuilder {
     http.post(url)
         .timeout(RAW_TIMEOUT)
-        .header("accept", POST_ACCEPT)
+        .header("accept", accept)
         .header("content-type", "application/json")
 }
 
@@ -123,11 +130,21 @@ pub async fn open_session(
     url: &str,
     token: Option<&str>,
 ) -> Result<RawSession, String> {
+    open_session_with(http, url, token, json!({})).await
+}
+
+/// [`open_session`], declaring these client `capabilities`.
+pub async fn open_session_with(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    capabilities: Value,
+) -> Result<RawSession, String> {
     let body = json!({
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": { "name": "mcp-chat-bench-raw", "version": env!("CARGO_PKG_VERSION") }
         }
     });
@@ -160,6 +177,7 @@ pub async fn open_session(
         id,
         version,
         token: token.map(str::to_owned),
+        json_answers: false,
     };
     let notification = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
     let response = session_post(http, url, &session, &notification)
@@ -178,7 +196,12 @@ fn session_post(
     session: &RawSession,
     body: &Value,
 ) -> reqwest::RequestBuilder {
-    let mut request = post(http, url)
+    let accept = if session.json_answers {
+        "application/json"
+    } else {
+        POST_ACCEPT
+    };
+    let mut request = post_accepting(http, url, accept)
         .header("mcp-session-id", &session.id)
         .header("mcp-protocol-version", &session.version)
         .body(body.to_string());
@@ -196,8 +219,20 @@ pub async fn call_tool(
     name: &str,
     arguments: Value,
 ) -> Result<Value, String> {
+    call_tool_id(http, url, session, 1, name, arguments).await
+}
+
+/// [`call_tool`] with JSON-RPC id `id` (calls in flight at once need distinct ids).
+pub async fn call_tool_id(
+    http: &reqwest::Client,
+    url: &str,
+    session: &RawSession,
+    id: u64,
+    name: &str,
+    arguments: Value,
+) -> Result<Value, String> {
     let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": { "name": name, "arguments": arguments }
     });
     let response = session_post(http, url, session, &body)
@@ -220,6 +255,24 @@ pub async fn call_tool(
         return Err(format!("{name}:tool:{code}"));
     }
     Ok(result.clone())
+}
+
+/// The standalone GET (SSE) stream of `session`, with the headers rmcp's client sends; it stays
+/// open as long as its response is read (no timeout).
+pub fn session_get(
+    http: &reqwest::Client,
+    url: &str,
+    session: &RawSession,
+) -> reqwest::RequestBuilder {
+    let mut request = http
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session.id)
+        .header("mcp-protocol-version", &session.version);
+    if let Some(token) = &session.token {
+        request = request.header(IDENTITY_HEADER, token);
+    }
+    request
 }
 
 /// Ends a raw session (HTTP DELETE); the error is `delete:http:<status>`, `delete:transport`,

@@ -84,8 +84,15 @@ pub struct ConnectionsReport {
     pub empty_relay: Option<ProcSample>,
     /// The relay with everyone connected, idle, in rooms.
     pub connected_relay: Option<ProcSample>,
-    /// The relay after everyone sent one message.
+    /// The relay after everyone sent its messages (and received its partner's).
     pub after_messages: Option<ProcSample>,
+    /// Messages each participant sent (and received) before `after_messages`.
+    pub messages_each: usize,
+    /// Resident memory above the empty relay per participant after the messages, bytes: the
+    /// inbox and the room transcript included.
+    pub after_messages_rss_bytes_per_participant: Option<f64>,
+    /// The same, anonymous memory only, bytes.
+    pub after_messages_anon_bytes_per_participant: Option<f64>,
     /// Resident memory above the empty relay per participant, bytes.
     pub rss_bytes_per_participant: Option<f64>,
     /// Anonymous (heap) memory above the empty relay per participant, bytes.
@@ -94,7 +101,7 @@ pub struct ConnectionsReport {
     pub relay_health: Option<Value>,
     /// The generator with everyone connected.
     pub generator: Option<ProcSample>,
-    /// Latency of the one message each participant sent at the end.
+    /// Latency of the messages each participant sent at the end.
     pub message_latency: LatencySummary,
     /// The messages of that check, and all errors.
     pub tally: Tally,
@@ -390,11 +397,27 @@ fn render_connections(out: &mut String, r: &ConnectionsReport) {
             anon / 1024.0
         );
     }
-    if let Some(after) = r.after_messages {
+    if let Some(after) = r.after_messages
+        && r.messages_each > 0
+    {
         let _ = writeln!(
             out,
-            "| relay RSS after one message each | {} |",
+            "| relay RSS after {} messages sent and received each | {} |",
+            r.messages_each,
             mib(after.rss_kib)
+        );
+    }
+    if let (Some(rss), Some(anon)) = (
+        r.after_messages_rss_bytes_per_participant,
+        r.after_messages_anon_bytes_per_participant,
+    ) && r.messages_each > 0
+    {
+        let _ = writeln!(
+            out,
+            "| relay memory per participant after {} messages each: RSS (anonymous) | {:.2} KiB ({:.2} KiB) |",
+            r.messages_each,
+            rss / 1024.0,
+            anon / 1024.0
         );
     }
     if let Some(h) = &r.relay_health {
@@ -409,7 +432,7 @@ fn render_connections(out: &mut String, r: &ConnectionsReport) {
     }
     let _ = writeln!(
         out,
-        "| one message each: latency p50 / p90 / p99 / p99.9 / max | {} |",
+        "| the messages at the end: latency p50 / p90 / p99 / p99.9 / max | {} |",
         latency_cells(&r.message_latency)
     );
     tally_rows(out, &r.tally);

@@ -14,7 +14,7 @@ use crate::load::{
     Crowd, Pace, Ramp, accepted, close_all, drain, gather, send_stamped, settle, start_senders,
     stop_senders,
 };
-use crate::participant::{Clients, Pairing, Participant};
+use crate::participant::{ClientKind, Clients, Pairing, Participant};
 use crate::procfs::{self, ProcSample};
 use crate::report::{
     BaselineReport, BaselineRun, ConnectionsReport, CpuReading, CpuShare, LatencyReport,
@@ -39,6 +39,8 @@ pub struct Env {
     pub clock: Clock,
     /// Unique per run: room codes start with it.
     pub run_id: String,
+    /// The participants' client code (rmcp's client, or the lean one).
+    pub client: ClientKind,
 }
 
 /// Parameters shared by the scenarios that send messages.
@@ -71,8 +73,11 @@ pub struct ConnectionsParams {
     pub ramp_concurrency: usize,
     /// Pause between the ramp and the memory reading.
     pub settle: Duration,
-    /// Size of the one message each participant sends at the end.
+    /// Size of the messages each participant sends at the end.
     pub message_bytes: usize,
+    /// Messages each participant sends to its partner at the end (one after the other), before
+    /// the last memory reading; 0 for none.
+    pub messages_each: usize,
 }
 
 /// Scenario `throughput`.
@@ -90,7 +95,14 @@ pub struct ThroughputParams {
     pub p99_limit_ms: f64,
     /// Also measure the baseline at the same concurrency, after the relay is stopped.
     pub with_baseline: bool,
+    /// A step during which the rest of the machine used more than this much CPU (percent of
+    /// one CPU) is measured again, up to [`STEP_RETRIES`] times (a shared box: another
+    /// process's burst says nothing about the relay).
+    pub max_other_load_pct: Option<f64>,
 }
+
+/// How often a step disturbed by other load is measured again.
+pub const STEP_RETRIES: usize = 6;
 
 /// Scenario `latency`.
 #[derive(Debug, Clone)]
@@ -169,7 +181,7 @@ async fn start_relay(env: &Env, participants: usize, size: usize) -> Result<Serv
 /// Ends a scenario: our relay is stopped (its sessions die with it, and the participants'
 /// tasks end as they are dropped); somebody else's relay gets a DELETE for every session.
 pub(crate) async fn finish(server: Server, participants: Vec<Arc<Participant>>) {
-    if server.sampled() {
+    if server.owned() {
         server.stop().await;
         drop(participants);
     } else {
@@ -182,7 +194,13 @@ pub(crate) async fn finish(server: Server, participants: Vec<Arc<Participant>>) 
 /// source address: the spawned relay's per-address limits are off, see
 /// [`RelayLimits::relay_args`]).
 pub(crate) async fn crowd(env: &Env, server: &Server, load: &Load) -> Crowd {
-    crowd_from(env, server, load, &Clients::shared(&env.http)).await
+    crowd_from(
+        env,
+        server,
+        load,
+        &Clients::shared(&env.http).with_kind(env.client),
+    )
+    .await
 }
 
 /// Connects and pairs `2 × pairs` participants, participant `i` with `clients.of(i)`.
@@ -252,22 +270,34 @@ pub async fn connections(
     let relay_health = health(env, &server).await;
     let generator = procfs::sample_self();
 
-    // Everyone is still there and working: each sends one message to its partner.
+    // Everyone is still there and working: each sends its messages to its partner (and so
+    // receives as many), one after the other.
     let clock = env.clock;
     let size = params.message_bytes;
+    let each = params.messages_each;
     let sent: Vec<Sent> = futures::stream::iter(participants.iter().cloned())
         .map(|p| async move {
             let mut sent = Sent {
                 sender: p.index,
                 ..Sent::default()
             };
-            send_stamped(&p, &mut sent, size, clock, None).await;
+            for _ in 0..each {
+                send_stamped(&p, &mut sent, size, clock, None).await;
+            }
             sent
         })
         .buffer_unordered(params.ramp_concurrency.max(1))
         .collect()
         .await;
-    drain(&participants, accepted(&sent), DRAIN_PATIENCE).await;
+    drain(
+        &participants,
+        accepted(&sent),
+        DRAIN_PATIENCE + Duration::from_millis(each as u64 * 20),
+    )
+    .await;
+    if each > 0 {
+        tokio::time::sleep(params.settle).await;
+    }
     let after_messages = server.sample();
     let tally = settle(&participants, &sent, &errors);
     let message_latency = LatencySummary::of(window_latencies(
@@ -279,12 +309,13 @@ pub async fn connections(
             .map(|g| &**g),
         &(0..u64::MAX),
     ));
-    let per = |f: fn(&ProcSample) -> u64| match (empty, connected) {
+    let per_at = |at: Option<ProcSample>, f: fn(&ProcSample) -> u64| match (empty, at) {
         (Some(a), Some(b)) if !participants.is_empty() => {
             Some((f(&b) as f64 - f(&a) as f64) * 1024.0 / participants.len() as f64)
         }
         _ => None,
     };
+    let per = |f: fn(&ProcSample) -> u64| per_at(connected, f);
     let report = ConnectionsReport {
         participants: n,
         connected: participants.len(),
@@ -295,6 +326,9 @@ pub async fn connections(
         after_messages,
         rss_bytes_per_participant: per(|s| s.rss_kib),
         anon_bytes_per_participant: per(|s| s.rss_anon_kib),
+        messages_each: each,
+        after_messages_rss_bytes_per_participant: per_at(after_messages, |s| s.rss_kib),
+        after_messages_anon_bytes_per_participant: per_at(after_messages, |s| s.rss_anon_kib),
         relay_health,
         generator,
         message_latency,
@@ -373,6 +407,7 @@ pub async fn throughput(
     let senders = start_senders(&participants, &pace, load.message_bytes, env.clock);
     let mut windows: Vec<(f64, Range<u64>, CpuShare)> = Vec::new();
     let mut rate = params.start_rate;
+    let mut retries = 0;
     let stopped_because = loop {
         pace.set_rate(Some(rate));
         tokio::time::sleep(load.warmup).await;
@@ -391,7 +426,19 @@ pub async fn throughput(
             failed1 - failed0,
             env.clock.now_ns(),
         );
-        windows.push((rate, window, start.cpu_until(&end)));
+        let cpu = start.cpu_until(&end);
+        if let (Some(limit), Some(others)) = (params.max_other_load_pct, cpu.others_pct)
+            && others > limit
+            && retries < STEP_RETRIES
+        {
+            retries += 1;
+            eprintln!(
+                "  {rate:.0} msg/s offered: other load {others:.0} % > {limit} %, measuring again"
+            );
+            continue;
+        }
+        retries = 0;
+        windows.push((rate, window, cpu));
         eprintln!(
             "  {rate:.0} msg/s offered: sent {:.0}/s, delivered {:.0}/s, p99 {:.2} ms, late {}, failed {}",
             stats.sent as f64 / secs,
@@ -720,6 +767,7 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
                 ramp_concurrency: 8,
                 settle: Duration::from_millis(200),
                 message_bytes: 64,
+                messages_each: 3,
             },
         )
         .await?,
@@ -734,6 +782,7 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
                 max_rate: 80.0,
                 p99_limit_ms: 50.0,
                 with_baseline: false,
+                max_other_load_pct: None,
             },
         )
         .await?,
@@ -804,5 +853,46 @@ pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
         )
         .await?,
     ));
+    // The lean participant against the relay, and against the floor (what `--client lean` and
+    // `--floor` measure), in miniature.
+    let lean = Env {
+        relay: env.relay.clone(),
+        server_cpus: env.server_cpus.clone(),
+        http: env.http.clone(),
+        clock: env.clock,
+        run_id: format!("{}-lean", env.run_id),
+        client: ClientKind::Lean,
+    };
+    reports.push(
+        latency(
+            &lean,
+            &LatencyParams {
+                load: load(4, Pairing::Queue),
+                rate: 100.0,
+            },
+        )
+        .await?,
+    );
+    if !matches!(env.relay, ServerKind::External(..)) {
+        let floor = Env {
+            relay: ServerKind::Floor,
+            run_id: format!("{}-floor", env.run_id),
+            ..lean
+        };
+        reports.push(
+            connections(
+                &floor,
+                &ConnectionsParams {
+                    participants: 8,
+                    pairing: Pairing::Rooms,
+                    ramp_concurrency: 8,
+                    settle: Duration::from_millis(100),
+                    message_bytes: 64,
+                    messages_each: 3,
+                },
+            )
+            .await?,
+        );
+    }
     Ok(reports)
 }

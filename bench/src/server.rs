@@ -31,8 +31,12 @@ pub enum ServerKind {
     BuiltinRelay,
     /// This binary's `baseline-server` subcommand: a minimal HTTP server doing no MCP work.
     Baseline,
-    /// A relay that is already running at this MCP endpoint URL (not sampled).
-    External(String),
+    /// This binary's `floor-server` subcommand: the least a chat server can do (see
+    /// [`crate::floor`]).
+    Floor,
+    /// A server that is already running at this MCP endpoint URL; its process is sampled when
+    /// its pid is given (`--server-pid`), and never stopped by the bench.
+    External(String, Option<u32>),
 }
 
 /// Limits a spawned relay gets, raised (or turned off) so that they do not throttle the load.
@@ -161,12 +165,12 @@ impl Server {
         cpus: Option<&str>,
     ) -> Result<Self, BenchError> {
         let (program, mut args) = match kind {
-            ServerKind::External(url) => {
+            ServerKind::External(url, pid) => {
                 return Ok(Self {
                     url: url.clone(),
                     command: url.clone(),
                     child: None,
-                    pid: None,
+                    pid: *pid,
                     log: Arc::default(),
                 });
             }
@@ -176,6 +180,14 @@ impl Server {
                 args.extend(limits.relay_args());
                 (current_exe()?, args)
             }
+            ServerKind::Floor => (
+                current_exe()?,
+                vec![
+                    "floor-server".to_owned(),
+                    "--bind".to_owned(),
+                    "127.0.0.1:0".to_owned(),
+                ],
+            ),
             ServerKind::Baseline => (
                 current_exe()?,
                 vec![
@@ -286,6 +298,11 @@ impl Server {
     /// True when the server is a process we can sample.
     pub fn sampled(&self) -> bool {
         self.pid.is_some()
+    }
+
+    /// True when the bench started the server (and stops it at the end).
+    pub fn owned(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The base URL (`http://127.0.0.1:PORT`) for `/healthz`.

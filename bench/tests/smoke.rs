@@ -54,7 +54,10 @@ fn smoke_run_delivers_every_message_exactly_once() {
             "latency",
             "baseline",
             "abuse",
-            "soak"
+            "soak",
+            // The lean participant against the relay, then against the floor.
+            "latency",
+            "connections"
         ],
         "every scenario ran"
     );
