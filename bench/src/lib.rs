@@ -5,7 +5,7 @@
 //! relay's resident memory and CPU time can be read from `/proc`.
 //!
 //! # Layout
-//! - [`scenario`]: connections, throughput, latency, baseline and smoke.
+//! - [`scenario`]: connections, throughput, latency, baseline; [`smoke`]: all in miniature.
 //! - [`abuse`], [`soak`]: victims next to abusers; a long run with churn (issue 7).
 //! - [`raw`]: bare HTTP requests to `/mcp`, below rmcp (what abusers send).
 //! - [`participant`]: one participant (rmcp client + handler that records pushed events).
@@ -15,7 +15,8 @@
 //! - [`baseline`]: the minimal HTTP server answering a fixed JSON-RPC reply.
 //! - [`floor`]: the least a chat server over Streamable HTTP can do (POST → one SSE push).
 //! - [`lean`]: the lean participant (bare HTTP and SSE, no rmcp client).
-//! - [`procfs`]: memory and CPU readings; [`report`]: tables and JSON.
+//! - [`procfs`]: memory and CPU readings; [`report`]: the scenarios' report types and tables;
+//!   [`summary`]: the whole run's report (the one module that knows every scenario).
 
 pub mod abuse;
 pub mod baseline;
@@ -29,7 +30,9 @@ pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod smoke;
 pub mod soak;
+pub mod summary;
 
 use std::net::SocketAddr;
 

@@ -26,9 +26,9 @@ use clap::{Args, Parser, Subcommand};
 use mcp_chat_bench::ledger::Clock;
 use mcp_chat_bench::participant::{ClientKind, Pairing, http_client};
 use mcp_chat_bench::procfs::Machine;
-use mcp_chat_bench::report::{Report, ScenarioReport};
 use mcp_chat_bench::scenario::{self, Env};
 use mcp_chat_bench::server::{ServerKind, sibling_relay_binary};
+use mcp_chat_bench::summary::{Report, ScenarioReport};
 
 /// Load generator for the mcp-chat relay: connection scale, throughput, latency, and an HTTP
 /// baseline, with real rmcp Streamable HTTP client sessions as participants.
@@ -445,7 +445,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
         client: cli.client,
     };
     let scenarios = match cli.command {
-        Command::Connections(a) => vec![
+        Command::Connections(a) => vec![ScenarioReport::Connections(
             scenario::connections(
                 &env,
                 &scenario::ConnectionsParams {
@@ -462,8 +462,8 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                 },
             )
             .await?,
-        ],
-        Command::Throughput(a) => vec![
+        )],
+        Command::Throughput(a) => vec![ScenarioReport::Throughput(
             scenario::throughput(
                 &env,
                 &scenario::ThroughputParams {
@@ -477,8 +477,8 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                 },
             )
             .await?,
-        ],
-        Command::Latency(a) => vec![
+        )],
+        Command::Latency(a) => vec![ScenarioReport::Latency(
             scenario::latency(
                 &env,
                 &scenario::LatencyParams {
@@ -487,8 +487,8 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                 },
             )
             .await?,
-        ],
-        Command::Baseline(a) => vec![
+        )],
+        Command::Baseline(a) => vec![ScenarioReport::Baseline(
             scenario::baseline(
                 &env,
                 &scenario::BaselineParams {
@@ -500,7 +500,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
                 },
             )
             .await?,
-        ],
+        )],
         Command::Abuse(a) => vec![ScenarioReport::Abuse(
             mcp_chat_bench::abuse::abuse(
                 &env,
@@ -544,7 +544,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
             )
             .await?,
         )],
-        Command::Smoke => scenario::smoke(&env).await?,
+        Command::Smoke => mcp_chat_bench::smoke::run(&env).await?,
         Command::Relay(_) | Command::BaselineServer { .. } | Command::FloorServer { .. } => {
             unreachable!("handled above")
         }

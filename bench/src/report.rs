@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::ledger::{LatencySummary, Tally};
 use crate::participant::Pairing;
-use crate::procfs::{Machine, ProcSample};
+use crate::procfs::ProcSample;
 use crate::server::LogSummary;
 
 /// The server a scenario ran against.
@@ -229,86 +229,10 @@ pub struct BaselineReport {
     pub server: ServerInfo,
 }
 
-/// One scenario's findings.
-#[derive(Debug, Serialize)]
-#[serde(tag = "scenario", rename_all = "snake_case")]
-pub enum ScenarioReport {
-    /// Connection scale.
-    Connections(ConnectionsReport),
-    /// Throughput steps.
-    Throughput(ThroughputReport),
-    /// Latency at a fixed rate.
-    Latency(LatencyReport),
-    /// The HTTP baseline.
-    Baseline(BaselineReport),
-    /// Victims next to abusers.
-    Abuse(Box<crate::abuse::AbuseReport>),
-    /// A long run with churn.
-    Soak(Box<crate::soak::SoakReport>),
-}
-
-impl ScenarioReport {
-    /// True when every message arrived exactly once and nothing failed.
-    pub fn is_clean(&self) -> bool {
-        match self {
-            Self::Connections(r) => r.tally.is_clean(),
-            Self::Throughput(r) => {
-                r.tally.is_clean() && r.baseline.as_deref().is_none_or(BaselineReport::is_clean)
-            }
-            Self::Latency(r) => r.tally.is_clean(),
-            Self::Baseline(r) => r.is_clean(),
-            Self::Abuse(r) => r.is_clean(),
-            Self::Soak(r) => r.is_clean(),
-        }
-    }
-}
-
 impl BaselineReport {
-    fn is_clean(&self) -> bool {
+    /// True when both kinds of baseline client saw no error.
+    pub(crate) fn is_clean(&self) -> bool {
         self.rmcp_client.errors.is_empty() && self.raw_http.errors.is_empty()
-    }
-}
-
-/// A whole run.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// The machine.
-    pub machine: Machine,
-    /// How the server and the generator shared the CPUs.
-    pub cpu_split: String,
-    /// Worker threads of the generator's runtime.
-    pub generator_workers: usize,
-    /// What each scenario found.
-    pub scenarios: Vec<ScenarioReport>,
-}
-
-impl Report {
-    /// True when every scenario is clean.
-    pub fn is_clean(&self) -> bool {
-        self.scenarios.iter().all(ScenarioReport::is_clean)
-    }
-
-    /// The report as Markdown.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let m = &self.machine;
-        let _ = writeln!(
-            out,
-            "machine: {} × {} CPUs, {} MiB, Linux {}\ncpu split: {} (generator: {} worker threads)\n",
-            m.cpu, m.cpus, m.memory_mib, m.kernel, self.cpu_split, self.generator_workers
-        );
-        for scenario in &self.scenarios {
-            match scenario {
-                ScenarioReport::Connections(r) => render_connections(&mut out, r),
-                ScenarioReport::Throughput(r) => render_throughput(&mut out, r),
-                ScenarioReport::Latency(r) => render_latency(&mut out, r),
-                ScenarioReport::Baseline(r) => render_baseline(&mut out, r),
-                ScenarioReport::Abuse(r) => crate::abuse::render(&mut out, r),
-                ScenarioReport::Soak(r) => crate::soak::render(&mut out, r),
-            }
-            out.push('\n');
-        }
-        out
     }
 }
 
@@ -365,7 +289,7 @@ fn server_rows(out: &mut String, s: &ServerInfo) {
     }
 }
 
-fn render_connections(out: &mut String, r: &ConnectionsReport) {
+pub(crate) fn render_connections(out: &mut String, r: &ConnectionsReport) {
     let _ = writeln!(
         out,
         "## connections: {} idle participants in rooms ({} pairing)\n\n| measure | value |\n|---|---|",
@@ -439,7 +363,7 @@ fn render_connections(out: &mut String, r: &ConnectionsReport) {
     server_rows(out, &r.server);
 }
 
-fn render_throughput(out: &mut String, r: &ThroughputReport) {
+pub(crate) fn render_throughput(out: &mut String, r: &ThroughputReport) {
     let _ = writeln!(
         out,
         "## throughput: {} pairs, {} B messages, steps of {:.1} s after {:.1} s warm-up, p99 limit {} ms\n",
@@ -498,7 +422,7 @@ fn render_throughput(out: &mut String, r: &ThroughputReport) {
     server_rows(out, &r.server);
 }
 
-fn render_latency(out: &mut String, r: &LatencyReport) {
+pub(crate) fn render_latency(out: &mut String, r: &LatencyReport) {
     let _ = writeln!(
         out,
         "## latency: {:.0} msg/s over {} pairs, {} B messages, {:.1} s after {:.1} s warm-up\n\n| measure | value |\n|---|---|",
@@ -536,7 +460,7 @@ fn render_latency(out: &mut String, r: &LatencyReport) {
     server_rows(out, &r.server);
 }
 
-fn render_baseline(out: &mut String, r: &BaselineReport) {
+pub(crate) fn render_baseline(out: &mut String, r: &BaselineReport) {
     let _ = writeln!(
         out,
         "## baseline: fixed JSON-RPC reply, {} concurrent sessions, {} B messages, {:.1} s after {:.1} s warm-up\n\n| client | requests/s | round trip p50 / p90 / p99 / p99.9 / max | server CPU | server µs/request | generator CPU | other load | errors |\n|---|---|---|---|---|---|---|---|",

@@ -18,7 +18,7 @@ use crate::participant::{ClientKind, Clients, Pairing, Participant};
 use crate::procfs::{self, ProcSample};
 use crate::report::{
     BaselineReport, BaselineRun, ConnectionsReport, CpuReading, CpuShare, LatencyReport,
-    ScenarioReport, ServerInfo, Step, ThroughputReport,
+    ServerInfo, Step, ThroughputReport,
 };
 use crate::server::{RelayLimits, Server, ServerKind};
 
@@ -237,7 +237,7 @@ pub(crate) async fn crowd_from(
 pub async fn connections(
     env: &Env,
     params: &ConnectionsParams,
-) -> Result<ScenarioReport, BenchError> {
+) -> Result<ConnectionsReport, BenchError> {
     let n = params.participants.div_ceil(2) * 2;
     if let Some(limit) = procfs::open_files_limit()
         && (n as u64) + 1000 > limit
@@ -336,7 +336,7 @@ pub async fn connections(
         server: server_info(&server),
     };
     finish(server, participants).await;
-    Ok(ScenarioReport::Connections(report))
+    Ok(report)
 }
 
 /// Counts and latencies of the messages sent in one window.
@@ -393,7 +393,7 @@ pub(crate) fn counted_in(sent: &[Sent], window: &Range<u64>) -> (u64, u64) {
 pub async fn throughput(
     env: &Env,
     params: &ThroughputParams,
-) -> Result<ScenarioReport, BenchError> {
+) -> Result<ThroughputReport, BenchError> {
     let load = &params.load;
     let server = start_relay(env, load.pairs * 2, load.message_bytes).await?;
     let Crowd {
@@ -518,7 +518,7 @@ pub async fn throughput(
     let ratio_to_baseline = baseline
         .as_ref()
         .map(|b| sustained_per_sec / b.rmcp_client.requests_per_sec.max(1e-9));
-    Ok(ScenarioReport::Throughput(ThroughputReport {
+    Ok(ThroughputReport {
         pairs: load.pairs,
         pairing: load.pairing,
         message_bytes: load.message_bytes,
@@ -532,13 +532,13 @@ pub async fn throughput(
         baseline,
         ratio_to_baseline,
         server: server_info,
-    }))
+    })
 }
 
 const ORD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 /// Scenario `latency`: P pairs chat at a fixed total rate; delivery latency percentiles.
-pub async fn latency(env: &Env, params: &LatencyParams) -> Result<ScenarioReport, BenchError> {
+pub async fn latency(env: &Env, params: &LatencyParams) -> Result<LatencyReport, BenchError> {
     let load = &params.load;
     let server = start_relay(env, load.pairs * 2, load.message_bytes).await?;
     let Crowd {
@@ -590,14 +590,12 @@ pub async fn latency(env: &Env, params: &LatencyParams) -> Result<ScenarioReport
         server: server_info(&server),
     };
     finish(server, participants).await;
-    Ok(ScenarioReport::Latency(report))
+    Ok(report)
 }
 
 /// Scenario `baseline`.
-pub async fn baseline(env: &Env, params: &BaselineParams) -> Result<ScenarioReport, BenchError> {
-    Ok(ScenarioReport::Baseline(
-        baseline_report(env, params).await?,
-    ))
+pub async fn baseline(env: &Env, params: &BaselineParams) -> Result<BaselineReport, BenchError> {
+    baseline_report(env, params).await
 }
 
 async fn baseline_report(env: &Env, params: &BaselineParams) -> Result<BaselineReport, BenchError> {
@@ -744,155 +742,4 @@ async fn raw_http_run(env: &Env, server: &Server, params: &BaselineParams) -> Ba
     run.requests_per_sec = answered.len() as f64 / (end.at - start.at).as_secs_f64();
     run.latency = LatencySummary::of(answered);
     run
-}
-
-/// Scenario `smoke`: every scenario in miniature, for CI. Only correctness matters here.
-pub async fn smoke(env: &Env) -> Result<Vec<ScenarioReport>, BenchError> {
-    let load = |pairs, pairing| Load {
-        pairs,
-        pairing,
-        message_bytes: 64,
-        warmup: Duration::from_millis(300),
-        duration: Duration::from_secs(1),
-        ramp_concurrency: 8,
-        mute_log_pushes: false,
-    };
-    let mut reports = Vec::new();
-    reports.push(
-        connections(
-            env,
-            &ConnectionsParams {
-                participants: 20,
-                pairing: Pairing::Queue,
-                ramp_concurrency: 8,
-                settle: Duration::from_millis(200),
-                message_bytes: 64,
-                messages_each: 3,
-            },
-        )
-        .await?,
-    );
-    reports.push(
-        throughput(
-            env,
-            &ThroughputParams {
-                load: load(4, Pairing::Rooms),
-                start_rate: 40.0,
-                step_factor: 2.0,
-                max_rate: 80.0,
-                p99_limit_ms: 50.0,
-                with_baseline: false,
-                max_other_load_pct: None,
-            },
-        )
-        .await?,
-    );
-    reports.push(
-        latency(
-            env,
-            &LatencyParams {
-                load: load(4, Pairing::Queue),
-                rate: 100.0,
-            },
-        )
-        .await?,
-    );
-    reports.push(
-        baseline(
-            env,
-            &BaselineParams {
-                sessions: 8,
-                message_bytes: 64,
-                warmup: Duration::from_millis(300),
-                duration: Duration::from_secs(1),
-                ramp_concurrency: 8,
-            },
-        )
-        .await?,
-    );
-    reports.push(ScenarioReport::Abuse(
-        crate::abuse::abuse(
-            env,
-            &crate::abuse::AbuseParams {
-                pairs: 4,
-                pairing: Pairing::Rooms,
-                rate: 8.0,
-                message_bytes: 64,
-                warmup: Duration::from_millis(300),
-                window: Duration::from_secs(2),
-                recovery: Duration::from_millis(500),
-                ramp_concurrency: 8,
-                flood_in_flight: 4,
-                queue_churners: 2,
-                reconnect_in_flight: 2,
-                malformed_in_flight: 4,
-                slow_readers: 2,
-                slow_reader_message_bytes: 2000,
-                slowloris: 20,
-                rounds: 1,
-                strict: true,
-            },
-        )
-        .await?,
-    ));
-    reports.push(ScenarioReport::Soak(
-        crate::soak::soak(
-            env,
-            &crate::soak::SoakParams {
-                pairs: 6,
-                rate: 24.0,
-                message_bytes: 64,
-                duration: Duration::from_secs(6),
-                sample_every: Duration::from_secs(2),
-                churn_every: Duration::from_millis(1500),
-                churn_repairs: 2,
-                churn_reconnects: 1,
-                ramp_concurrency: 8,
-                strict: true,
-            },
-        )
-        .await?,
-    ));
-    // The lean participant against the relay, and against the floor (what `--client lean` and
-    // `--floor` measure), in miniature.
-    let lean = Env {
-        relay: env.relay.clone(),
-        server_cpus: env.server_cpus.clone(),
-        http: env.http.clone(),
-        clock: env.clock,
-        run_id: format!("{}-lean", env.run_id),
-        client: ClientKind::Lean,
-    };
-    reports.push(
-        latency(
-            &lean,
-            &LatencyParams {
-                load: load(4, Pairing::Queue),
-                rate: 100.0,
-            },
-        )
-        .await?,
-    );
-    if !matches!(env.relay, ServerKind::External(..)) {
-        let floor = Env {
-            relay: ServerKind::Floor,
-            run_id: format!("{}-floor", env.run_id),
-            ..lean
-        };
-        reports.push(
-            connections(
-                &floor,
-                &ConnectionsParams {
-                    participants: 8,
-                    pairing: Pairing::Rooms,
-                    ramp_concurrency: 8,
-                    settle: Duration::from_millis(100),
-                    message_bytes: 64,
-                    messages_each: 3,
-                },
-            )
-            .await?,
-        );
-    }
-    Ok(reports)
 }
