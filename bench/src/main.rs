@@ -105,7 +105,11 @@ enum Command {
     /// Steady chatting with churn for a long time; relay memory and fds sampled, lost messages.
     Soak(SoakArgs),
     /// Every scenario in miniature; exits non-zero unless every message arrived exactly once.
-    Smoke,
+    Smoke {
+        /// Run only this part (the tests run the parts side by side).
+        #[arg(long, value_enum)]
+        part: Option<mcp_chat_bench::smoke::Part>,
+    },
     /// (internal) Serve the linked relay library, as spawned by `--builtin-relay`.
     #[command(hide = true)]
     Relay(BuiltinRelayArgs),
@@ -544,7 +548,7 @@ async fn run_command(cli: Cli, workers: usize) -> anyhow::Result<bool> {
             )
             .await?,
         )],
-        Command::Smoke => mcp_chat_bench::smoke::run(&env).await?,
+        Command::Smoke { part } => mcp_chat_bench::smoke::run(&env, part).await?,
         Command::Relay(_) | Command::BaselineServer { .. } | Command::FloorServer { .. } => {
             unreachable!("handled above")
         }

@@ -1,5 +1,6 @@
 //! CI's short run of every benchmark scenario: `mcp-chat-bench smoke` against a relay process it
-//! spawns, asserting only correctness — every message delivered exactly once, no errors.
+//! spawns, asserting only correctness — every message delivered exactly once, no errors. Its four
+//! parts run as four tests, side by side.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -7,14 +8,39 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Far above the ~25 s the smoke run takes in a debug build; a hang fails instead of blocking CI.
-const DEADLINE: Duration = Duration::from_secs(90);
+/// Far above the 10–30 s a part takes in a debug build; a hang fails instead of blocking CI.
+const DEADLINE: Duration = Duration::from_secs(180);
 
 #[test]
-fn smoke_run_delivers_every_message_exactly_once() {
+fn smoke_basic_scenarios_deliver_every_message_exactly_once() {
+    smoke(
+        "basic",
+        &["connections", "throughput", "latency", "baseline"],
+    );
+}
+
+#[test]
+fn smoke_abuse_leaves_the_victims_whole() {
+    smoke("abuse", &["abuse"]);
+}
+
+#[test]
+fn smoke_soak_churns_and_loses_nothing() {
+    smoke("soak", &["soak"]);
+}
+
+/// The lean participant against the relay, then against the floor.
+#[test]
+fn smoke_lean_participant_and_floor() {
+    smoke("lean", &["latency", "connections"]);
+}
+
+/// Runs one part of `mcp-chat-bench smoke` and checks that it ran `expected` (in order), each
+/// delivering every message exactly once.
+fn smoke(part: &str, expected: &[&str]) {
     let bench = Path::new(env!("CARGO_BIN_EXE_mcp-chat-bench"));
     let mut command = Command::new(bench);
-    command.args(["smoke", "--json"]);
+    command.args(["smoke", "--json", "--part", part]);
     // The real relay binary (built first when only this package was built).
     command
         .arg("--relay-bin")
@@ -28,7 +54,7 @@ fn smoke_run_delivers_every_message_exactly_once() {
     while child.try_wait().expect("can wait for the bench").is_none() {
         if started.elapsed() > DEADLINE {
             let _ = child.kill();
-            panic!("mcp-chat-bench smoke did not finish within {DEADLINE:?}");
+            panic!("mcp-chat-bench smoke --part {part} did not finish within {DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -46,21 +72,7 @@ fn smoke_run_delivers_every_message_exactly_once() {
         .iter()
         .filter_map(|s| s["scenario"].as_str())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "connections",
-            "throughput",
-            "latency",
-            "baseline",
-            "abuse",
-            "soak",
-            // The lean participant against the relay, then against the floor.
-            "latency",
-            "connections"
-        ],
-        "every scenario ran"
-    );
+    assert_eq!(names, expected, "every scenario of the part ran");
     for scenario in scenarios {
         let name = &scenario["scenario"];
         if name == "baseline" {
