@@ -444,8 +444,8 @@ impl StreamableHttpClient for RelayClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
-        // Re-attaching the stream: the relay pushes again from what arrived, beyond what its
-        // replay cache for `Last-Event-ID` still holds.
+        // Re-attaching the stream: the relay pushes again from what arrived (a new session has
+        // no `Last-Event-ID` of its own; this says what the host already got).
         let mut custom_headers = custom_headers;
         self.add_last_seq(&mut custom_headers);
         let attached = session_id.is_some();

@@ -142,10 +142,9 @@ pub(crate) fn texts(prefix: &str, n: usize) -> Vec<String> {
 /// B writes 40 messages while A's connections (its SSE stream, its POSTs, all of them) are
 /// reset 3–5 times at random moments (seed printed). What the design promises, and this
 /// checks: every message reaches A's host exactly once by push (the relay retires the dead
-/// stream and pushes again from the bridge's `mcp-chat-last-seq`; the bridge drops replays),
-/// its log mirror too, and `wait_for_message` returns every message exactly once, in order.
-/// Pushes are in order except after a cut longer than rmcp's replay cache: the events it no
-/// longer held then come after the newer ones it replays (each carries its `seq`).
+/// stream and pushes again from the inbox after the client's `Last-Event-ID` or
+/// `mcp-chat-last-seq`; the bridge drops replays), its log mirror too, and `wait_for_message`
+/// returns every message exactly once, in order.
 #[tokio::test]
 async fn sse_stream_cut_at_random_points_loses_and_repeats_nothing() {
     let (mut rng, seed) = Rng::from_env();
