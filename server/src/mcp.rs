@@ -208,17 +208,12 @@ fn sessionless(node: &Arc<Node>, handler: &ChatHandler, message: Message) -> Res
     }
     // A 2026-07-28 client probes with `server/discover` or a request carrying its version in
     // `_meta`: say which versions we speak, so that it falls back to `initialize`.
-    let modern = method == "server/discover"
-        || params
-            .as_ref()
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get(META_PROTOCOL_VERSION))
-            .is_some();
-    if modern {
-        let requested = params
-            .as_ref()
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get(META_PROTOCOL_VERSION))
+    let meta_version = params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION));
+    if method == "server/discover" || meta_version.is_some() {
+        let requested = meta_version
             .and_then(|v| serde_json::from_value::<ProtocolVersion>(v.clone()).ok())
             .unwrap_or(ProtocolVersion::LATEST);
         let error =
@@ -303,7 +298,7 @@ fn tool_call(
     }
     if !scope.sse {
         // The POST waits for the answer (kept for a resume all the same).
-        return async_json(answer).into_response();
+        return AsyncJson(answer).into_response();
     }
     let body = CallStream {
         stream,
@@ -316,10 +311,6 @@ fn tool_call(
 
 /// A tool call's answer, delivered as JSON when the client accepts no SSE.
 struct AsyncJson(oneshot::Receiver<Bytes>);
-
-fn async_json(answer: oneshot::Receiver<Bytes>) -> AsyncJson {
-    AsyncJson(answer)
-}
 
 impl IntoResponse for AsyncJson {
     fn into_response(self) -> Response {

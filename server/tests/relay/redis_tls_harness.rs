@@ -125,12 +125,7 @@ impl TlsRedis {
         if !tools_available(test) {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!(
-            "mcp-chat-redis-tls-test-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("creates the certificate directory");
+        let dir = testkit::temp_dir("redis-tls");
         make_ca(&dir, "ca");
         make_signed(&dir, "ca", "server", "serverAuth");
         make_ca(&dir, "other-ca");

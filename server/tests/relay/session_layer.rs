@@ -283,3 +283,35 @@ async fn a_cut_tool_call_stream_is_resumed_with_its_answer() {
     let none = read_sse(&mut again, Duration::from_millis(300), |_| false).await;
     assert!(none.is_empty(), "{none:?}");
 }
+
+/// A 2026-07-28 client's probe (`server/discover`, or a request with its version in `_meta`)
+/// gets -32022 with the versions the relay speaks, so that it falls back to `initialize`; any
+/// other request without a session is -32600.
+#[tokio::test]
+async fn sessionless_probes_learn_the_supported_versions() {
+    let relay = TestRelay::start().await;
+    let client = RawClient::new(&relay.url);
+    let probes = [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {} }),
+        json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/list",
+            "params": { "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } }
+        }),
+    ];
+    for probe in probes {
+        let answer = client.post(probe.clone()).await;
+        assert_eq!(answer.status, 400, "{probe}: {answer:?}");
+        let error = &answer.messages()[0]["error"];
+        assert_eq!(error["code"], -32022, "{probe}: {answer:?}");
+        let supported = error["data"]["supported"]
+            .as_array()
+            .expect("supported versions");
+        assert!(supported.contains(&json!("2025-11-25")), "{answer:?}");
+        assert!(!supported.contains(&json!("2026-07-28")), "{answer:?}");
+    }
+    let plain = client
+        .post(json!({ "jsonrpc": "2.0", "id": 3, "method": "ping" }))
+        .await;
+    assert_eq!(plain.status, 400, "{plain:?}");
+    assert_eq!(plain.messages()[0]["error"]["code"], -32600, "{plain:?}");
+}
